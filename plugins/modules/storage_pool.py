@@ -1,0 +1,242 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: storage_pool
+short_description: Manage a directory-backed libvirt storage pool
+version_added: "0.1.0"
+description:
+  - Defines, starts, stops or undefines a libvirt storage pool of type C(dir) on the node it runs on.
+  - The pool holds VM disks and base images; in a fleet its directory is the shared image store.
+  - Undefining a pool never deletes the directory or its volumes.
+options:
+  name:
+    description: Name of the pool.
+    type: str
+    required: true
+  path:
+    description:
+      - Directory of the pool. Required unless I(state=absent).
+      - An existing pool with another path is redefined only when it is not active.
+    type: path
+  state:
+    description:
+      - C(present) defines the pool, C(active) also starts it, C(inactive) defines it stopped,
+        C(absent) stops and undefines it.
+    type: str
+    choices: [present, active, inactive, absent]
+    default: active
+  autostart:
+    description: Start the pool when libvirtd starts. Left as it is when omitted.
+    type: bool
+  uri:
+    description: libvirt connection URI.
+    type: str
+    default: qemu:///system
+requirements:
+  - libvirt-python (python3-libvirt)
+  - lxml
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+author:
+  - kvmfleet developers
+"""
+
+EXAMPLES = r"""
+- name: Define and start the image pool
+  kvmfleet.iaas.storage_pool:
+    name: kvmfleet
+    path: /srv/kvmfleet/images
+    state: active
+    autostart: true
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be done in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [define, create, autostart]
+pool:
+  description: The pool after the task.
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: Pool name.
+      type: str
+      returned: success
+    path:
+      description: Pool directory, or null when absent.
+      type: str
+      returned: success
+    active:
+      description: Whether the pool runs.
+      type: bool
+      returned: success
+    autostart:
+      description: Whether libvirtd starts it.
+      type: bool
+      returned: success
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+LXML_IMPORT_ERROR = None
+try:
+    from lxml import etree
+except ImportError:
+    etree = None
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+
+def pool_xml(name, path):
+    pool = etree.Element("pool", type="dir")
+    etree.SubElement(pool, "name").text = name
+    target = etree.SubElement(pool, "target")
+    etree.SubElement(target, "path").text = path
+    return etree.tostring(pool, pretty_print=True, encoding="unicode")
+
+
+def pool_path(pool):
+    return etree.fromstring(pool.XMLDesc(0)).findtext("target/path")
+
+
+def describe(pool):
+    if pool is None:
+        return {"active": False, "autostart": False, "path": None, "defined": False}
+    return {"active": bool(pool.isActive()), "autostart": bool(pool.autostart()),
+            "path": pool_path(pool), "defined": True}
+
+
+def plan(current, params):
+    """The actions that bring `current` to the requested state, in order."""
+    state, autostart, path = params["state"], params["autostart"], params["path"]
+    if state == "absent":
+        return [a for a, needed in (("destroy", current["active"]),
+                                    ("undefine", current["defined"])) if needed]
+    actions = []
+    if not current["defined"]:
+        actions.append("define")
+    elif current["path"] != path:
+        if current["active"] and state != "inactive":
+            raise ValueError("pool %s is active at %s; stop it before moving it to %s"
+                             % (params["name"], current["path"], path))
+        if current["active"]:
+            actions.append("destroy")
+        actions.append("define")
+    running = current["active"] and "destroy" not in actions
+    if state == "active" and not running:
+        actions.append("create")
+    if state == "inactive" and running:
+        actions.append("destroy")
+    if autostart is not None and bool(autostart) != (current["autostart"] and current["defined"]):
+        actions.append("autostart" if autostart else "noautostart")
+    return actions
+
+
+def apply(conn, pool, actions, params):
+    for action in actions:
+        if action == "define":
+            pool = conn.storagePoolDefineXML(pool_xml(params["name"], params["path"]), 0)
+        elif action == "create":
+            pool.create(0)
+        elif action == "destroy":
+            pool.destroy()
+        elif action == "undefine":
+            pool.undefine()
+        elif action in ("autostart", "noautostart"):
+            pool.setAutostart(1 if action == "autostart" else 0)
+    return pool
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            path=dict(type="path"),
+            state=dict(type="str", default="active", choices=["present", "active", "inactive", "absent"]),
+            autostart=dict(type="bool"),
+            uri=dict(type="str", default="qemu:///system"),
+        ),
+        required_if=[("state", "present", ["path"]), ("state", "active", ["path"]),
+                     ("state", "inactive", ["path"])],
+        supports_check_mode=True,
+    )
+    if libvirt is None:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    if etree is None:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
+    params = module.params
+    try:
+        conn = libvirt.open(params["uri"])
+    except libvirt.libvirtError as err:
+        module.fail_json(msg="cannot connect to libvirt at %s: %s" % (params["uri"], err))
+    try:
+        try:
+            pool = conn.storagePoolLookupByName(params["name"])
+        except libvirt.libvirtError as err:
+            if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise
+            pool = None
+        before = describe(pool)
+        try:
+            actions = plan(before, params)
+        except ValueError as err:
+            module.fail_json(msg=str(err))
+        after = dict(before)
+        if actions and not module.check_mode:
+            pool = apply(conn, pool, actions, params)
+            after = describe(pool) if "undefine" not in actions else describe(None)
+        elif actions:
+            after = predicted(before, actions, params)
+    except libvirt.libvirtError as err:
+        module.fail_json(msg="storage pool %s: %s" % (params["name"], err))
+    finally:
+        conn.close()
+    result = dict(changed=bool(actions), actions=actions,
+                  pool=dict(name=params["name"], path=after["path"], active=after["active"],
+                            autostart=after["autostart"]))
+    if module._diff:
+        result["diff"] = dict(before=before, after=after)
+    module.exit_json(**result)
+
+
+def predicted(before, actions, params):
+    after = dict(before)
+    for action in actions:
+        if action == "define":
+            after.update(defined=True, path=params["path"])
+        elif action == "create":
+            after["active"] = True
+        elif action == "destroy":
+            after["active"] = False
+        elif action == "undefine":
+            after.update(defined=False, path=None, autostart=False)
+        else:
+            after["autostart"] = action == "autostart"
+    return after
+
+
+if __name__ == "__main__":
+    main()
