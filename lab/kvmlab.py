@@ -247,12 +247,11 @@ def prepare_node(name, index, base, count, pubkey):
     (etc / "hosts").write_text("\n".join(hosts) + "\n")
     netdir = etc / "systemd" / "network"
     netdir.mkdir(parents=True, exist_ok=True)
-    host0 = netdir / "10-host0.network"
-    if not (netdir / "10-kvmfleet-uplink.network").exists():
-        # The lab's first-boot network; the bridge role later moves this address onto br0.
-        host0.write_text("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\n"
-                         "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
-                         % (node_ip(index), SUBNET.prefixlen, GATEWAY))
+    # The lab's first-boot network. The bridge role's files sort before it and take over host0,
+    # moving this address onto the VM bridge.
+    (netdir / "10-host0.network").write_text(
+        "[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\n"
+        "LinkLocalAddressing=no\nIPv6AcceptRA=no\n" % (node_ip(index), SUBNET.prefixlen, GATEWAY))
     # The host's resolver, reached through the lab's NAT, resolves the package registries.
     resolv = etc / "resolv.conf"
     if resolv.is_symlink():
@@ -343,8 +342,6 @@ def write_inventory(state, key):
            "    kvm_virt_type: qemu",
            "    # libvirtd in a container cannot create cgroup v1 controllers.",
            "    kvm_qemu_cgroup_controllers: []",
-           "    # The lab is one private bridge: plain TCP between its own nodes, said explicitly here.",
-           "    kvm_migration_transport: tcp",
            "    bridge_uplink: host0",
            "    bridge_name: br0",
            "    dhcp_interface: br0",
