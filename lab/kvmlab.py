@@ -49,7 +49,7 @@ SUBNET = ipaddress.ip_network(os.environ.get("KVMFLEET_LAB_SUBNET", "10.213.0.0/
 GATEWAY = SUBNET.network_address + 1
 NODE_OFFSET = 10          # node1 is .11
 SHARED_IMAGES = "/srv/kvmfleet/images"   # same path on every node, like an NFS mount
-NAT_CHAIN = "KVMLAB-FWD"
+NAT_CHAIN = ("KVMLAB-" + BRIDGE)[:28]   # one chain per lab, so two labs can coexist
 # Nodes may reach package registries through the host (HTTP/HTTPS and DNS) and nothing else.
 NAT_ALLOWED = [("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443")]
 
@@ -266,6 +266,11 @@ def prepare_node(name, index, base, count, pubkey):
     return root
 
 
+def machine_name(name):
+    """nspawn machine name; prefixed by the bridge so two labs' host-side veths differ."""
+    return "%s-%s" % (BRIDGE, name)
+
+
 def pid_is_our_nspawn(pid, name):
     """True when PID is the systemd-nspawn the lab started for NAME (checked, not guessed)."""
     try:
@@ -273,12 +278,12 @@ def pid_is_our_nspawn(pid, name):
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
     return (bool(cmdline) and cmdline[0].endswith(b"systemd-nspawn")
-            and ("--machine=" + name).encode() in cmdline)
+            and ("--machine=" + machine_name(name)).encode() in cmdline)
 
 
 def start_node(name, root, shared):
     ndir = node_dir(name)
-    cmd = ["systemd-nspawn", "-D", str(root), "--machine=" + name, "--register=no", "--keep-unit",
+    cmd = ["systemd-nspawn", "-D", str(root), "--machine=" + machine_name(name), "--register=no", "--keep-unit",
            "--boot", "--network-bridge=" + BRIDGE, "--capability=all", "--console=read-only",
            "--bind=%s:%s" % (shared, SHARED_IMAGES)]
     for dev in ("/dev/kvm", "/dev/net/tun"):
