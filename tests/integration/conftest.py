@@ -16,12 +16,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 BUILD = REPO / ".build"
-TEST_LAB_ENV = {
-    "KVMFLEET_LAB_STATE": "/var/lib/kvmfleet-lab-test",
-    "KVMFLEET_LAB_BRIDGE": "kvmtest0",
-    "KVMFLEET_LAB_SUBNET": "10.213.8.0/24",
-    "KVMFLEET_LAB_INVENTORY": str(BUILD / "test-lab.yml"),
-}
+# KVMFLEET_TEST_LAB_<X> overrides KVMFLEET_LAB_<X>, so two developers' suites can run at once.
+TEST_LAB_ENV = {key: os.environ.get(key.replace("KVMFLEET_LAB_", "KVMFLEET_TEST_LAB_"), default)
+                for key, default in {
+                    "KVMFLEET_LAB_STATE": "/var/lib/kvmfleet-lab-test",
+                    "KVMFLEET_LAB_BRIDGE": "kvmtest0",
+                    "KVMFLEET_LAB_SUBNET": "10.213.8.0/24",
+                    "KVMFLEET_LAB_INVENTORY": str(BUILD / "test-lab.yml"),
+                }.items()}
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
                    r"\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
 
