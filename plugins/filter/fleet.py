@@ -6,13 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-DOCUMENTATION_MIGRATION_URI = r"""
-name: migration_uri
-short_description: libvirt URI by which peers reach a hypervisor
-description:
-  - Builds the URI from the host's kvm_migration_transport (ssh, tls or tcp), kvm_migration_address
-    (default ansible_host) and kvm_migration_hostname (tls; default the inventory name).
-"""
+# Documentation of each filter is in its sidecar file: migration_uri.yml, peer_names.yml.
 
 from ansible.errors import AnsibleFilterError
 

@@ -46,10 +46,12 @@ requirements:
 attributes:
   check_mode:
     support: full
+    description: Reports the actions it would take and the pool it would leave.
   diff_mode:
     support: full
+    description: Shows the pool's state before and after.
 author:
-  - kvmfleet developers
+  - kvmfleet developers (@kvmfleet)
 """
 
 EXAMPLES = r"""
