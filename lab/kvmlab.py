@@ -325,7 +325,7 @@ def write_known_hosts(state):
     known.write_text("\n".join(lines) + "\n")
 
 
-def write_inventory(state, key):
+def write_inventory(state, key, guest):
     known = STATE / "ssh" / "known_hosts"
     nodes = sorted(state["nodes"].items(), key=lambda kv: kv[1]["index"])
     first = nodes[0][0]
@@ -347,6 +347,12 @@ def write_inventory(state, key):
            "    kvm_virt_type: qemu",
            "    # libvirtd in a container cannot create cgroup v1 controllers.",
            "    kvm_qemu_cgroup_controllers: []",
+           "    # The lab guest (lab/guest): direct kernel boot, DHCP on its virtio NIC, serial markers.",
+           "    kvmfleet_lab_guest:",
+           "      image: %s" % guest["base.qcow2"],
+           "      kernel: %s" % guest["vmlinuz"],
+           "      initrd: %s" % guest["initrd.img"],
+           "      cmdline: console=ttyS0 loglevel=4",
            "    bridge_uplink: host0",
            "    bridge_name: br0",
            "    dhcp_interface: br0",
@@ -362,6 +368,35 @@ def write_inventory(state, key):
         out += ["    %s:" % group, "      hosts:", "        %s:" % first]
     INVENTORY.parent.mkdir(parents=True, exist_ok=True)
     INVENTORY.write_text("\n".join(out) + "\n")
+
+
+GUEST_CACHE = CACHE / "guest"
+GUEST_NAME = "lab-guest"
+
+
+def publish_guest(shared):
+    """Build the lab guest (cached) and put it in the shared image store the nodes see.
+
+    The base image sits at the top of the store, so it is a volume of the nodes' storage pool;
+    kernel and initrd go to boot/. Returns the paths as the nodes see them.
+    """
+    run([sys.executable, str(REPO / "lab" / "guest" / "build.py"), "--out", str(GUEST_CACHE)],
+        stdout=subprocess.DEVNULL)
+    boot = shared / "boot"
+    boot.mkdir(exist_ok=True)
+    placed = {}
+    for src, rel in (("base.qcow2", GUEST_NAME + ".qcow2"), ("vmlinuz", "boot/%s.vmlinuz" % GUEST_NAME),
+                     ("initrd.img", "boot/%s.initrd" % GUEST_NAME)):
+        dest = shared / rel
+        source = GUEST_CACHE / src
+        if not dest.exists() or dest.stat().st_size != source.stat().st_size \
+                or dest.stat().st_mtime < source.stat().st_mtime:
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copy2(source, tmp)
+            os.chmod(tmp, 0o644)
+            tmp.replace(dest)
+        placed[src] = "%s/%s" % (SHARED_IMAGES, rel)
+    return placed
 
 
 def cmd_up(args):
@@ -382,6 +417,7 @@ def cmd_up(args):
     ensure_nat(state)
     shared = STATE / "shared" / "images"
     shared.mkdir(parents=True, exist_ok=True)
+    guest = publish_guest(shared)
     started = []
     for index, name in enumerate(wanted, start=1):
         info = state["nodes"].get(name, {})
@@ -404,7 +440,7 @@ def cmd_up(args):
         status = res.stdout.strip()
         if status not in ("running", "degraded"):
             raise SystemExit("kvmlab: %s booted to state %r: %s" % (name, status, res.stderr))
-    write_inventory(state, key)
+    write_inventory(state, key, guest)
     log("up: %s (started %s) in %.1f s; inventory %s"
         % (", ".join(wanted), ", ".join(started) or "none", time.time() - t0, INVENTORY))
 
