@@ -1,0 +1,164 @@
+import contextlib
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible.module_utils import basic
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module, virt
+from ansible_collections.kvmfleet.iaas.plugins.modules import hypervisor_info
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+
+try:
+    from ansible.module_utils.testing import patch_module_args  # ansible-core >= 2.19
+except ImportError:
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
+
+pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
+
+SCHEMA_KEYS = {"reachable", "error", "hostname", "virt_types", "cpus", "memory_mb", "memory_free_mb",
+               "storage", "allocated", "utilization", "domains"}
+DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
+               "balloon_mb", "cpu_percent", "disks", "macs", "addresses"}
+
+
+def run_module(args, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            hypervisor_info.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def test_driver():
+    """test:///default (shared in-process while open) plus kvf-web running and kvf-db shut off."""
+    conn = libvirt.open("test:///default")
+    made = []
+    for name, vcpus, memory, group in (("kvf-web", 2, 1024, "web"), ("kvf-db", 4, 2048, None)):
+        metadata = ""
+        if group:
+            metadata = ("<metadata><k:instance xmlns:k='%s'><k:group>%s</k:group></k:instance></metadata>"
+                        % (virt.KVMFLEET_METADATA_NS, group))
+        made.append(conn.defineXML(
+            "<domain type='test'><name>%s</name><uuid>%s</uuid>%s<memory unit='MiB'>%d</memory>"
+            "<currentMemory unit='MiB'>%d</currentMemory><vcpu>%d</vcpu><os><type>hvm</type></os>"
+            "<devices><disk type='file' device='disk'><source file='/srv/kvmfleet/images/%s.qcow2'/>"
+            "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+            % (name, uuid.uuid4(), metadata, memory * 2, memory, vcpus, name)))
+    made[0].create()
+    try:
+        yield conn
+    finally:
+        for dom in made:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        conn.close()
+
+
+def test_reports_the_schema_of_a_reachable_host(test_driver, capsys):
+    started = time.monotonic()
+    result = run_module({"uri": "test:///default", "storage_path": "/default-pool", "sample_seconds": 0.2}, capsys)
+    assert time.monotonic() - started < 3.0
+    assert result["changed"] is False and not result.get("failed")
+    hv = result["hypervisor"]
+    assert set(hv) == SCHEMA_KEYS
+    assert hv["reachable"] is True and hv["error"] is None
+    assert hv["virt_types"] == ["test"]
+    assert (hv["cpus"], hv["memory_mb"]) == (16, 3072)
+    assert hv["storage"] == {"path": "/default-pool", "total_gb": 100, "free_gb": 100}
+    # the test driver's own domain 'test' (2 vCPU, 2048 MiB) plus ours, the shut-off one included
+    assert hv["allocated"]["domains"] == 3
+    assert hv["allocated"]["vcpus"] == 8
+    assert hv["allocated"]["memory_mb"] == 2048 + 1024 + 2048
+    assert set(hv["utilization"]) == {"cpu_percent", "memory_percent", "sample_seconds"}
+    assert hv["utilization"]["sample_seconds"] == 0.2
+    for domain in hv["domains"]:
+        assert set(domain) == DOMAIN_KEYS
+    by_name = dict((d["name"], d) for d in hv["domains"])
+    assert (by_name["kvf-web"]["state"], by_name["kvf-web"]["group"], by_name["kvf-web"]["managed"]) == (
+        "running", "web", True)
+    assert (by_name["kvf-db"]["state"], by_name["kvf-db"]["group"], by_name["kvf-db"]["managed"]) == (
+        "shutoff", None, False)
+    assert (by_name["kvf-db"]["memory_mb"], by_name["kvf-db"]["memory_max_mb"]) == (2048, 4096)
+    assert result["skipped_domains"] == []
+
+
+def test_sample_seconds_zero_skips_sampling(test_driver, capsys):
+    started = time.monotonic()
+    hv = run_module({"uri": "test:///default", "sample_seconds": 0}, capsys)["hypervisor"]
+    assert time.monotonic() - started < 1.0
+    assert hv["utilization"]["cpu_percent"] is None
+    assert hv["utilization"]["sample_seconds"] == 0.0
+    assert hv["storage"] == {"path": "/srv/kvmfleet/images", "total_gb": None, "free_gb": None}
+
+
+def test_check_mode_reads_the_same(test_driver, capsys):
+    result = run_module({"uri": "test:///default", "sample_seconds": 0, "_ansible_check_mode": True}, capsys)
+    assert result["hypervisor"]["reachable"] is True
+    assert result["changed"] is False
+
+
+def test_unreachable_libvirt_does_not_fail(tmp_path, capsys):
+    uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
+    result = run_module({"uri": uri, "storage_path": "/srv/x"}, capsys)
+    assert not result.get("failed")
+    hv = result["hypervisor"]
+    assert set(hv) == SCHEMA_KEYS
+    assert hv["reachable"] is False
+    assert "gone.sock" in hv["error"]
+    assert hv["domains"] == [] and hv["storage"]["path"] == "/srv/x"
+
+
+def test_unreachable_libvirt_fails_when_asked(tmp_path, capsys):
+    uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
+    result = run_module({"uri": uri, "fail_on_unreachable": True}, capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot connect to libvirt at %s" % uri)
+    assert result["uri"] == uri
+    assert "libvirt_code" in result
+
+
+def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, capsys):
+    release = threading.Event()
+
+    def hung_open(uri):
+        release.wait(30)
+        raise libvirt.libvirtError("too late")
+
+    monkeypatch.setattr(virt.libvirt, "openReadOnly", hung_open)
+    started = time.monotonic()
+    try:
+        result = run_module({"uri": "qemu+ssh://root@node9/system", "timeout": 0.3}, capsys)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 2.0
+    assert result["hypervisor"]["reachable"] is False
+    assert "did not answer within 0.3 s" in result["hypervisor"]["error"]
+
+
+def test_negative_sample_is_refused(capsys):
+    result = run_module({"uri": "test:///default", "sample_seconds": -1}, capsys)
+    assert result["failed"] is True
+    assert "sample_seconds must be 0 or more" in result["msg"]
+
+
+def test_missing_libvirt_python_is_named(monkeypatch, capsys):
+    monkeypatch.setattr(base_module, "HAS_LIBVIRT", False)
+    result = run_module({"uri": "test:///default"}, capsys)
+    assert result["failed"] is True
+    assert "libvirt-python" in result["msg"]
