@@ -74,6 +74,8 @@ _ERR_INVALID_CONN = 6
 _ERR_SYSTEM_ERROR = 38
 _ERR_RPC = 39
 _ERR_NO_DOMAIN = 42
+_ERR_NO_STORAGE_POOL = 49
+_ERR_NO_STORAGE_VOL = 50
 _ERR_AUTH_FAILED = 45
 _ERR_OPERATION_TIMEOUT = 68
 _ERR_AUTH_CANCELLED = 79
@@ -500,6 +502,20 @@ def _close_quietly(conn):
         pass
 
 
+def pool_xml(name, path):
+    """XML of a directory storage pool."""
+    pool = etree.Element("pool", type="dir")
+    etree.SubElement(pool, "name").text = name
+    target = etree.SubElement(pool, "target")
+    etree.SubElement(target, "path").text = path
+    return etree.tostring(pool, encoding="unicode")
+
+
+def pool_path(xml):
+    """Target directory of a pool from its XML."""
+    return _xml_root(xml).findtext("target/path")
+
+
 class VirtConnection:
     """A libvirt connection whose every call has a deadline and raises typed errors.
 
@@ -663,6 +679,15 @@ class VirtConnection:
             if target and os.path.normpath(target) == path:
                 return pool
         return None
+
+    def lookup_pool(self, name):
+        """The storage pool called ``name``, or None when there is none."""
+        try:
+            return self.call(self.conn.storagePoolLookupByName, name)
+        except VirtError as err:
+            if err.details.get("libvirt_code") == _ERR_NO_STORAGE_POOL:
+                return None
+            raise
 
     # ---- domains
 

@@ -16,6 +16,8 @@ description:
   - Defines, starts, stops or undefines a libvirt storage pool of type C(dir) on the node it runs on.
   - The pool holds VM disks and base images; in a fleet its directory is the shared image store.
   - Undefining a pool never deletes the directory or its volumes.
+extends_documentation_fragment:
+  - kvmfleet.iaas.connection
 options:
   name:
     description: Name of the pool.
@@ -36,10 +38,6 @@ options:
   autostart:
     description: Start the pool when libvirtd starts. Left as it is when omitted.
     type: bool
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
 requirements:
   - libvirt-python (python3-libvirt)
   - lxml
@@ -93,46 +91,20 @@ pool:
       returned: success
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-LIBVIRT_IMPORT_ERROR = None
-try:
-    import libvirt
-except ImportError:
-    libvirt = None
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
-
-LXML_IMPORT_ERROR = None
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
-    LXML_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_xml, pool_path
 
 
-def pool_xml(name, path):
-    pool = etree.Element("pool", type="dir")
-    etree.SubElement(pool, "name").text = name
-    target = etree.SubElement(pool, "target")
-    etree.SubElement(target, "path").text = path
-    return etree.tostring(pool, pretty_print=True, encoding="unicode")
-
-
-def pool_path(pool):
-    return etree.fromstring(pool.XMLDesc(0)).findtext("target/path")
-
-
-def describe(pool):
+def describe(virt, pool):
     if pool is None:
         return {"active": False, "autostart": False, "path": None, "defined": False}
-    return {"active": bool(pool.isActive()), "autostart": bool(pool.autostart()),
-            "path": pool_path(pool), "defined": True}
+    return {"active": bool(virt.call(pool.isActive)), "autostart": bool(virt.call(pool.autostart)),
+            "path": pool_path(virt.call(pool.XMLDesc, 0)), "defined": True}
 
 
 def plan(current, params):
-    """The actions that bring `current` to the requested state, in order."""
+    """The actions that bring ``current`` to the requested state, in order."""
     state, autostart, path = params["state"], params["autostart"], params["path"]
     if state == "absent":
         return [a for a, needed in (("destroy", current["active"]),
@@ -142,8 +114,8 @@ def plan(current, params):
         actions.append("define")
     elif current["path"] != path:
         if current["active"] and state != "inactive":
-            raise ValueError("pool %s is active at %s; stop it before moving it to %s"
-                             % (params["name"], current["path"], path))
+            raise ValidationError("pool %s is active at %s; stop it (state=inactive) before moving it to %s"
+                                  % (params["name"], current["path"], path))
         if current["active"]:
             actions.append("destroy")
         actions.append("define")
@@ -157,74 +129,8 @@ def plan(current, params):
     return actions
 
 
-def apply(conn, pool, actions, params):
-    for action in actions:
-        if action == "define":
-            pool = conn.storagePoolDefineXML(pool_xml(params["name"], params["path"]), 0)
-        elif action == "create":
-            pool.create(0)
-        elif action == "destroy":
-            pool.destroy()
-        elif action == "undefine":
-            pool.undefine()
-        elif action in ("autostart", "noautostart"):
-            pool.setAutostart(1 if action == "autostart" else 0)
-    return pool
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            path=dict(type="path"),
-            state=dict(type="str", default="active", choices=["present", "active", "inactive", "absent"]),
-            autostart=dict(type="bool"),
-            uri=dict(type="str", default="qemu:///system"),
-        ),
-        required_if=[("state", "present", ["path"]), ("state", "active", ["path"]),
-                     ("state", "inactive", ["path"])],
-        supports_check_mode=True,
-    )
-    if libvirt is None:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    if etree is None:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
-    params = module.params
-    try:
-        conn = libvirt.open(params["uri"])
-    except libvirt.libvirtError as err:
-        module.fail_json(msg="cannot connect to libvirt at %s: %s" % (params["uri"], err))
-    try:
-        try:
-            pool = conn.storagePoolLookupByName(params["name"])
-        except libvirt.libvirtError as err:
-            if err.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise
-            pool = None
-        before = describe(pool)
-        try:
-            actions = plan(before, params)
-        except ValueError as err:
-            module.fail_json(msg=str(err))
-        after = dict(before)
-        if actions and not module.check_mode:
-            pool = apply(conn, pool, actions, params)
-            after = describe(pool) if "undefine" not in actions else describe(None)
-        elif actions:
-            after = predicted(before, actions, params)
-    except libvirt.libvirtError as err:
-        module.fail_json(msg="storage pool %s: %s" % (params["name"], err))
-    finally:
-        conn.close()
-    result = dict(changed=bool(actions), actions=actions,
-                  pool=dict(name=params["name"], path=after["path"], active=after["active"],
-                            autostart=after["autostart"]))
-    if module._diff:
-        result["diff"] = dict(before=before, after=after)
-    module.exit_json(**result)
-
-
 def predicted(before, actions, params):
+    """The pool as ``actions`` would leave it (check mode)."""
     after = dict(before)
     for action in actions:
         if action == "define":
@@ -238,6 +144,51 @@ def predicted(before, actions, params):
         else:
             after["autostart"] = action == "autostart"
     return after
+
+
+class StoragePoolModule(KvmfleetModule):
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        path=dict(type="path"),
+        state=dict(type="str", default="active", choices=["present", "active", "inactive", "absent"]),
+        autostart=dict(type="bool"),
+    )
+    module_kwargs = dict(
+        required_if=[("state", "present", ["path"]), ("state", "active", ["path"]),
+                     ("state", "inactive", ["path"])],
+        supports_check_mode=True,
+    )
+
+    def run(self):
+        params = self.params
+        with self.connect() as virt:
+            pool = virt.lookup_pool(params["name"])
+            before = describe(virt, pool)
+            actions = plan(before, params)
+            after = predicted(before, actions, params)
+            if actions and not self.module.check_mode:
+                for action in actions:
+                    if action == "define":
+                        pool = virt.call(virt.conn.storagePoolDefineXML, pool_xml(params["name"], params["path"]), 0)
+                    elif action == "create":
+                        virt.call(pool.create, 0)
+                    elif action == "destroy":
+                        virt.call(pool.destroy)
+                    elif action == "undefine":
+                        virt.call(pool.undefine)
+                    else:
+                        virt.call(pool.setAutostart, 1 if action == "autostart" else 0)
+                after = describe(virt, None if "undefine" in actions else pool)
+        result = dict(changed=bool(actions), actions=actions,
+                      pool=dict(name=params["name"], path=after["path"], active=after["active"],
+                                autostart=after["autostart"]))
+        if self.module._diff:
+            result["diff"] = dict(before=before, after=after)
+        return result
+
+
+def main():
+    StoragePoolModule.execute()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,9 @@
-import contextlib
-import json
 import threading
 import time
 import uuid
 
 import pytest
 
-from ansible.module_utils import basic
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module, virt
 from ansible_collections.kvmfleet.iaas.plugins.modules import hypervisor_info
@@ -16,31 +13,12 @@ try:
 except ImportError:
     libvirt = None
 
-try:
-    from ansible.module_utils.testing import patch_module_args  # ansible-core >= 2.19
-except ImportError:
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        saved = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = saved
-
 pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
 
 SCHEMA_KEYS = {"reachable", "error", "hostname", "virt_types", "cpus", "memory_mb", "memory_free_mb",
                "storage", "allocated", "utilization", "domains"}
 DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
                "balloon_mb", "cpu_percent", "disks", "macs", "addresses"}
-
-
-def run_module(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            hypervisor_info.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.fixture
@@ -70,9 +48,9 @@ def test_driver():
         conn.close()
 
 
-def test_reports_the_schema_of_a_reachable_host(test_driver, capsys):
+def test_reports_the_schema_of_a_reachable_host(test_driver, run_module):
     started = time.monotonic()
-    result = run_module({"uri": "test:///default", "storage_path": "/default-pool", "sample_seconds": 0.2}, capsys)
+    result = run_module(hypervisor_info, {"uri": "test:///default", "storage_path": "/default-pool", "sample_seconds": 0.2})
     assert time.monotonic() - started < 3.0
     assert result["changed"] is False and not result.get("failed")
     hv = result["hypervisor"]
@@ -98,24 +76,24 @@ def test_reports_the_schema_of_a_reachable_host(test_driver, capsys):
     assert result["skipped_domains"] == []
 
 
-def test_sample_seconds_zero_skips_sampling(test_driver, capsys):
+def test_sample_seconds_zero_skips_sampling(test_driver, run_module):
     started = time.monotonic()
-    hv = run_module({"uri": "test:///default", "sample_seconds": 0}, capsys)["hypervisor"]
+    hv = run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0})["hypervisor"]
     assert time.monotonic() - started < 1.0
     assert hv["utilization"]["cpu_percent"] is None
     assert hv["utilization"]["sample_seconds"] == 0.0
     assert hv["storage"] == {"path": "/srv/kvmfleet/images", "total_gb": None, "free_gb": None}
 
 
-def test_check_mode_reads_the_same(test_driver, capsys):
-    result = run_module({"uri": "test:///default", "sample_seconds": 0, "_ansible_check_mode": True}, capsys)
+def test_check_mode_reads_the_same(test_driver, run_module):
+    result = run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0, "_ansible_check_mode": True})
     assert result["hypervisor"]["reachable"] is True
     assert result["changed"] is False
 
 
-def test_unreachable_libvirt_does_not_fail(tmp_path, capsys):
+def test_unreachable_libvirt_does_not_fail(tmp_path, run_module):
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
-    result = run_module({"uri": uri, "storage_path": "/srv/x"}, capsys)
+    result = run_module(hypervisor_info, {"uri": uri, "storage_path": "/srv/x"})
     assert not result.get("failed")
     hv = result["hypervisor"]
     assert set(hv) == SCHEMA_KEYS
@@ -124,16 +102,16 @@ def test_unreachable_libvirt_does_not_fail(tmp_path, capsys):
     assert hv["domains"] == [] and hv["storage"]["path"] == "/srv/x"
 
 
-def test_unreachable_libvirt_fails_when_asked(tmp_path, capsys):
+def test_unreachable_libvirt_fails_when_asked(tmp_path, run_module):
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
-    result = run_module({"uri": uri, "fail_on_unreachable": True}, capsys)
+    result = run_module(hypervisor_info, {"uri": uri, "fail_on_unreachable": True})
     assert result["failed"] is True
     assert result["msg"].startswith("cannot connect to libvirt at %s" % uri)
     assert result["uri"] == uri
     assert "libvirt_code" in result
 
 
-def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, capsys):
+def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, run_module):
     release = threading.Event()
 
     def hung_open(uri):
@@ -143,7 +121,7 @@ def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, ca
     monkeypatch.setattr(virt.libvirt, "openReadOnly", hung_open)
     started = time.monotonic()
     try:
-        result = run_module({"uri": "qemu+ssh://root@node9/system", "timeout": 0.3}, capsys)
+        result = run_module(hypervisor_info, {"uri": "qemu+ssh://root@node9/system", "timeout": 0.3})
     finally:
         release.set()
     assert time.monotonic() - started < 2.0
@@ -151,14 +129,14 @@ def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, ca
     assert "did not answer within 0.3 s" in result["hypervisor"]["error"]
 
 
-def test_negative_sample_is_refused(capsys):
-    result = run_module({"uri": "test:///default", "sample_seconds": -1}, capsys)
+def test_negative_sample_is_refused(run_module):
+    result = run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": -1})
     assert result["failed"] is True
     assert "sample_seconds must be 0 or more" in result["msg"]
 
 
-def test_missing_libvirt_python_is_named(monkeypatch, capsys):
+def test_missing_libvirt_python_is_named(monkeypatch, run_module):
     monkeypatch.setattr(base_module, "HAS_LIBVIRT", False)
-    result = run_module({"uri": "test:///default"}, capsys)
+    result = run_module(hypervisor_info, {"uri": "test:///default"})
     assert result["failed"] is True
     assert "libvirt-python" in result["msg"]

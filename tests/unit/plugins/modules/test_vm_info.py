@@ -1,10 +1,7 @@
-import contextlib
-import json
 import uuid
 
 import pytest
 
-from ansible.module_utils import basic
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_info
@@ -14,29 +11,10 @@ try:
 except ImportError:
     libvirt = None
 
-try:
-    from ansible.module_utils.testing import patch_module_args  # ansible-core >= 2.19
-except ImportError:
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        saved = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = saved
-
 pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
 
 VM_KEYS = {"name", "uuid", "host", "state", "managed", "group", "metadata", "vcpus", "vcpus_max", "memory_mb",
            "memory_max_mb", "balloon_mb", "disks", "macs", "addresses"}
-
-
-def run_module(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            vm_info.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.fixture
@@ -58,8 +36,8 @@ def test_driver():
         conn.close()
 
 
-def test_lists_every_vm_with_its_host(test_driver, capsys):
-    result = run_module({"uri": "test:///default"}, capsys)
+def test_lists_every_vm_with_its_host(test_driver, run_module):
+    result = run_module(vm_info, {"uri": "test:///default"})
     assert result["changed"] is False and result["reachable"] is True and result["error"] is None
     host = test_driver.getHostname()
     assert result["host"] == host
@@ -76,28 +54,28 @@ def test_lists_every_vm_with_its_host(test_driver, capsys):
     assert result["vms"][1]["managed"] is False and result["vms"][1]["metadata"] is None
 
 
-def test_one_vm_by_name_without_addresses(test_driver, capsys):
-    result = run_module({"uri": "test:///default", "name": "kvf-app1", "addresses": False}, capsys)
+def test_one_vm_by_name_without_addresses(test_driver, run_module):
+    result = run_module(vm_info, {"uri": "test:///default", "name": "kvf-app1", "addresses": False})
     assert [vm["name"] for vm in result["vms"]] == ["kvf-app1"]
     assert result["vms"][0]["addresses"] == []
 
 
-def test_a_missing_name_is_an_empty_list_not_a_failure(test_driver, capsys):
-    result = run_module({"uri": "test:///default", "name": "kvf-nothing", "_ansible_check_mode": True}, capsys)
+def test_a_missing_name_is_an_empty_list_not_a_failure(test_driver, run_module):
+    result = run_module(vm_info, {"uri": "test:///default", "name": "kvf-nothing", "_ansible_check_mode": True})
     assert not result.get("failed")
     assert result["reachable"] is True and result["vms"] == []
 
 
-def test_unreachable_host_says_so(tmp_path, capsys):
+def test_unreachable_host_says_so(tmp_path, run_module):
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
-    result = run_module({"uri": uri}, capsys)
+    result = run_module(vm_info, {"uri": uri})
     assert not result.get("failed")
     assert result["reachable"] is False and "gone.sock" in result["error"]
     assert result["vms"] == [] and result["host"] is None
 
 
-def test_unreachable_host_fails_when_asked(tmp_path, capsys):
+def test_unreachable_host_fails_when_asked(tmp_path, run_module):
     uri = "qemu+unix:///system?socket=%s" % (tmp_path / "gone.sock")
-    result = run_module({"uri": uri, "fail_on_unreachable": True}, capsys)
+    result = run_module(vm_info, {"uri": uri, "fail_on_unreachable": True})
     assert result["failed"] is True
     assert "gone.sock" in result["msg"] and result["uri"] == uri
