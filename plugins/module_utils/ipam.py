@@ -1,0 +1,431 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""IPv4 address choice for VMs, and the dnsmasq files that hold the choices.
+
+``choose_ip`` picks the address a VM's DHCP reservation will hold. Candidates are walked in a
+deterministic order (lowest first by default; ``order='hashed'`` starts at a point derived from
+the MAC, so VMs spread over the range and a VM made again with the same MAC tends to get its old
+address). A candidate is skipped when it is reserved (network, broadcast, gateway, the DHCP
+dynamic pool, the hypervisors' own addresses, anything in ``reserved``), held by another MAC's
+DHCP reservation, leased to another MAC, or answers ``is_answering`` (the caller pings; this
+module only calls the callable, and only for candidates that passed every other test).
+
+Also: render and parse dnsmasq ``--dhcp-hostsfile``/``--dhcp-hostsdir`` lines and lease files.
+
+Pure logic: imports neither Ansible nor libvirt. See docs/vm-definition.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import normalize_mac
+
+ORDERS = ("lowest", "hashed")
+# Pinging costs about a second per silent address; an unmanaged network where dozens of free
+# looking addresses answer needs an operator, not a longer loop.
+DEFAULT_MAX_PROBES = 16
+
+REASON_RESERVED = "reserved"
+REASON_RESERVATION = "reserved_for_other_mac"
+REASON_LEASED = "leased"
+REASON_ANSWERING = "answering"
+
+
+# --------------------------------------------------------------------------- parsing addresses
+
+def parse_network(network, field_name="network"):
+    """``network`` ('10.0.0.0/24') as an IPv4 IPNetwork; the host bits must be zero."""
+    try:
+        net = IPNetwork(str(network).strip(), flags=0)
+    except (AddrFormatError, ValueError, TypeError):
+        raise ValidationError("%s=%r is not an IPv4 network in CIDR form (e.g. 192.0.2.0/24)"
+                              % (field_name, network), field=field_name, value=network)
+    if net.version != 4 or "/" not in str(network):
+        raise ValidationError("%s=%r is not an IPv4 network in CIDR form (e.g. 192.0.2.0/24)"
+                              % (field_name, network), field=field_name, value=network)
+    if net.ip != net.network:
+        raise ValidationError("%s=%r has host bits set; did you mean %s?" % (field_name, network, net.cidr),
+                              field=field_name, value=network)
+    return net
+
+
+def parse_ip(ip, field_name="ip"):
+    """``ip`` as an IPv4 IPAddress (dotted quad only: no '10.1', no integers, no IPv6)."""
+    text = str(ip).strip() if ip is not None else ""
+    if not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", text):
+        raise ValidationError("%s=%r is not an IPv4 address (dotted quad, e.g. 192.0.2.10)" % (field_name, ip),
+                              field=field_name, value=ip)
+    try:
+        return IPAddress(text, version=4, flags=0)
+    except (AddrFormatError, ValueError):
+        raise ValidationError("%s=%r is not an IPv4 address (dotted quad, e.g. 192.0.2.10)" % (field_name, ip),
+                              field=field_name, value=ip)
+
+
+def parse_ip_range(text, field_name="ip_range"):
+    """'a-b' (inclusive, a <= b) or a CIDR ('10.0.0.64/28') as an IPRange."""
+    value = str(text).strip() if text is not None else ""
+    if "/" in value:
+        net = parse_network(value, field_name)
+        return IPRange(net.first, net.last)
+    parts = value.split("-")
+    if len(parts) != 2:
+        raise ValidationError("%s=%r is neither 'FIRST-LAST' nor a CIDR (e.g. 192.0.2.50-192.0.2.60 or "
+                              "192.0.2.64/28)" % (field_name, text), field=field_name, value=text)
+    first = parse_ip(parts[0], field_name)
+    last = parse_ip(parts[1], field_name)
+    if first > last:
+        raise ValidationError("%s=%r starts after it ends (%s > %s)" % (field_name, text, first, last),
+                              field=field_name, value=text)
+    return IPRange(first, last)
+
+
+def format_range(ip_range):
+    """An IPRange as the canonical 'a-b' text."""
+    return "%s-%s" % (IPAddress(ip_range.first, 4), IPAddress(ip_range.last, 4))
+
+
+def _as_ipset(items, field_name):
+    """Addresses, 'a-b' ranges and CIDRs (strings or netaddr objects) as an IPSet."""
+    result = IPSet()
+    for item in items or ():
+        if item is None or item == "":
+            continue
+        if isinstance(item, (IPAddress, IPNetwork, IPRange)):
+            result.add(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            result.add(parse_ip_range("%s-%s" % tuple(item), field_name))
+        elif "-" in str(item) or "/" in str(item):
+            result.add(parse_ip_range(item, field_name))
+        else:
+            result.add(parse_ip(item, field_name))
+    return result
+
+
+# --------------------------------------------------------------------------- choosing
+
+@dataclass(frozen=True)
+class IpChoice:
+    """The address chosen for ``mac``.
+
+    ``reused``: the MAC already had a DHCP reservation for it. ``replaces``: the MAC's previous
+    reservation, outside what was asked for, that the caller must remove. ``skipped``: reason ->
+    how many candidates before ``ip`` were passed over for it.
+    """
+
+    ip: str
+    mac: str
+    reused: bool = False
+    replaces: Optional[str] = None
+    skipped: dict = field(default_factory=dict)
+
+
+def _reservations_by_ip(reservations):
+    by_ip = {}
+    for mac, ip in (reservations or {}).items():
+        if ip is None:
+            continue
+        by_ip.setdefault(str(parse_ip(ip, "reservations")), set()).add(normalize_mac(mac))
+    return by_ip
+
+
+def _leases_by_ip(leases):
+    """Leases (Lease objects, or mac -> ip) as ip -> set of MACs."""
+    by_ip = {}
+    if isinstance(leases, dict):
+        pairs = leases.items()
+    else:
+        pairs = ((lease.mac, lease.ip) for lease in leases or ())
+    for mac, ip in pairs:
+        try:
+            address = str(parse_ip(ip, "leases"))
+        except ValidationError:
+            continue  # IPv6 or odd lease lines are not ours to judge
+        by_ip.setdefault(address, set()).add(_normalize_hwaddr(mac))
+    return by_ip
+
+
+def _candidates(pool, mac, order):
+    """Integers of ``pool`` (an IPRange) in the walk order."""
+    size = pool.size
+    start = 0
+    if order == "hashed":
+        start = int.from_bytes(hashlib.sha256(mac.encode("ascii")).digest()[:8], "big") % size
+    for offset in range(size):
+        yield pool.first + (start + offset) % size
+
+
+def choose_ip(network, mac, ip=None, ip_range=None, gateway=None, dhcp_pool=None, reserved=(),
+              reservations=None, leases=(), is_answering=None, order="lowest",
+              max_probes=DEFAULT_MAX_PROBES):
+    """The address to reserve for ``mac`` in ``network``.
+
+    ``ip``: a wanted address; ``ip_range``: 'a-b' or CIDR to pick from (default: the whole
+    network). ``gateway``, ``dhcp_pool`` ('a-b', CIDR or (a, b); dnsmasq hands those out by
+    itself) and ``reserved`` (addresses, ranges or CIDRs: the hypervisors' own addresses,
+    anything else) are never chosen; the network and broadcast addresses of networks up to /30
+    neither. ``reservations``: mac -> ip of every DHCP reservation; ``leases``: current leases
+    (``Lease`` objects from ``parse_leases`` or mac -> ip). ``is_answering(ip_text) -> bool``
+    is called for a candidate no record accounts for; an address that answers belongs to
+    something we do not know about.
+
+    Idempotent: a MAC that already has a reservation inside what is asked for gets it back,
+    without probing. Raises ValidationError (ip or range outside the network, ip reserved or in
+    the DHCP pool) or Conflict (ip held by another MAC or answering, nothing free in the range,
+    more than ``max_probes`` candidates answering).
+    """
+    if order not in ORDERS:
+        raise ValueError("order must be one of %s" % (ORDERS,))
+    if ip is not None and ip_range is not None:
+        raise ValidationError("give either ip=%r or ip_range=%r, not both" % (ip, ip_range),
+                              field="ip", value=ip)
+    net = parse_network(network)
+    mac = normalize_mac(mac)
+
+    blocked = IPSet()
+    if net.prefixlen <= 30:
+        blocked.add(net.network)
+        blocked.add(net.broadcast)
+    if gateway:
+        blocked.add(parse_ip(gateway, "gateway"))
+    blocked |= _as_ipset(reserved, "reserved")
+    pool_set = _as_ipset([dhcp_pool], "dhcp_pool")
+    by_reservation = _reservations_by_ip(reservations)
+    by_lease = _leases_by_ip(leases)
+    own = [address for address, macs in by_reservation.items() if mac in macs]
+
+    if ip is not None:
+        wanted = parse_ip(ip)
+        if wanted not in net:
+            raise ValidationError("ip=%s is outside the VM network %s" % (wanted, net.cidr), field="ip", value=ip)
+        text = str(wanted)
+        if text in own:
+            return IpChoice(ip=text, mac=mac, reused=True)
+        if wanted in blocked:
+            raise ValidationError("ip=%s is reserved (network/broadcast, gateway, hypervisor or listed in "
+                                  "reserved addresses)" % text, field="ip", value=ip)
+        if wanted in pool_set:
+            raise ValidationError("ip=%s is inside the DHCP dynamic pool %s, which dnsmasq may hand to "
+                                  "anyone; pick an address outside it" % (text, dhcp_pool), field="ip", value=ip)
+        holders = (by_reservation.get(text, set()) | by_lease.get(text, set())) - {mac}
+        if holders:
+            raise Conflict("ip=%s is already taken by MAC %s" % (text, ", ".join(sorted(holders))),
+                           ip=text, macs=sorted(holders))
+        if is_answering is not None and is_answering(text):
+            raise Conflict("ip=%s answers on the network but no reservation or lease explains it; "
+                           "something unmanaged uses it" % text, ip=text)
+        return IpChoice(ip=text, mac=mac, replaces=_first_other(own, text))
+
+    if ip_range is not None:
+        pool = parse_ip_range(ip_range)
+        if pool.first < net.first or pool.last > net.last:
+            raise ValidationError("ip_range=%s is not inside the VM network %s" % (format_range(pool), net.cidr),
+                                  field="ip_range", value=ip_range)
+        label = "ip_range %s" % format_range(pool)
+    else:
+        pool = IPRange(net.first, net.last)
+        label = "network %s" % net.cidr
+
+    for address in sorted(own):
+        if IPAddress(address) in pool:
+            return IpChoice(ip=address, mac=mac, reused=True)
+
+    skipped = {}
+    probes = 0
+    for value in _candidates(pool, mac, order):
+        candidate = IPAddress(value, 4)
+        text = str(candidate)
+        if candidate in blocked or candidate in pool_set:
+            reason = REASON_RESERVED
+        elif by_reservation.get(text, set()) - {mac}:
+            reason = REASON_RESERVATION
+        elif by_lease.get(text, set()) - {mac}:
+            reason = REASON_LEASED
+        elif is_answering is not None and is_answering(text):
+            reason = REASON_ANSWERING
+            probes += 1
+            if probes >= max_probes:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                raise Conflict("gave up in %s after %d addresses that no reservation or lease explains "
+                               "answered (%s); check for unmanaged hosts on the network"
+                               % (label, probes, _describe(skipped)), skipped=skipped)
+        else:
+            return IpChoice(ip=text, mac=mac, replaces=_first_other(own, text), skipped=skipped)
+        skipped[reason] = skipped.get(reason, 0) + 1
+    raise Conflict("no free address in %s: all %d taken (%s)" % (label, pool.size, _describe(skipped)),
+                   skipped=skipped, size=pool.size)
+
+
+def _first_other(own, chosen):
+    others = sorted(address for address in own if address != chosen)
+    return others[0] if others else None
+
+
+def _describe(skipped):
+    return ", ".join("%d %s" % (count, reason.replace("_", " ")) for reason, count in sorted(skipped.items()))
+
+
+# --------------------------------------------------------------------------- dnsmasq files
+
+_HWADDR_RE = re.compile(r"^([0-9a-fA-F]{1,2}-)?([0-9a-fA-F*]{1,2}:){1,19}[0-9a-fA-F*]{1,2}$")
+_LEASE_TIME_RE = re.compile(r"^(\d+[smhdw]?|infinite)$", re.IGNORECASE)
+_IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    """One dnsmasq ``--dhcp-host`` / hostsfile line (see dnsmasq(8), ``--dhcp-host``)."""
+
+    macs: Tuple[str, ...] = ()
+    ip: Optional[str] = None
+    hostname: Optional[str] = None
+    client_id: Optional[str] = None
+    set_tags: Tuple[str, ...] = ()
+    match_tags: Tuple[str, ...] = ()
+    ipv6: Tuple[str, ...] = ()
+    lease_time: Optional[str] = None
+    ignore: bool = False
+
+
+def render_dhcp_host(mac, ip, hostname=None, lease_time=None):
+    """A hostsfile line ``MAC,IP[,HOSTNAME][,LEASE_TIME]`` (no newline), validated first.
+
+    dnsmasq reads an all-digit field or one like '12h' as a lease time and 'ignore' as a
+    keyword, so such hostnames are refused rather than written ambiguously.
+    """
+    fields = [normalize_mac(mac), str(parse_ip(ip))]
+    if hostname is not None:
+        if (not re.match(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", hostname)
+                or _LEASE_TIME_RE.match(hostname) or hostname.lower() == "ignore"):
+            raise ValidationError("hostname %r cannot go into a dnsmasq dhcp-host line" % (hostname,),
+                                  field="hostname", value=hostname)
+        fields.append(hostname)
+    if lease_time is not None:
+        if not _LEASE_TIME_RE.match(str(lease_time)):
+            raise ValidationError("lease_time %r is not a dnsmasq lease time (e.g. 12h, 3600, infinite)"
+                                  % (lease_time,), field="lease_time", value=lease_time)
+        fields.append(str(lease_time))
+    return ",".join(fields)
+
+
+def parse_dhcp_host_line(line):
+    """One hostsfile line (or a ``dhcp-host=...`` config line) -> DhcpHost; None for blank/comment.
+
+    Fields are classified as dnsmasq does: ``id:``, ``set:``/``net:`` (old spelling),
+    ``tag:``, ``ignore``, ``[ipv6]``, dotted quads, hardware addresses (optionally with an
+    ARP type like ``01-`` and ``*`` wildcards), lease times; what is left is the hostname.
+    """
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if text.startswith("dhcp-host="):
+        text = text[len("dhcp-host="):]
+    macs, set_tags, match_tags, ipv6 = [], [], [], []
+    ip = hostname = client_id = lease_time = None
+    ignore = False
+    for token in (part.strip() for part in text.split(",")):
+        lowered = token.lower()
+        if not token:
+            continue
+        if lowered.startswith("id:"):
+            client_id = token[3:]
+        elif lowered.startswith("set:") or lowered.startswith("net:"):
+            set_tags.append(token[4:])
+        elif lowered.startswith("tag:"):
+            match_tags.append(token[4:])
+        elif lowered == "ignore":
+            ignore = True
+        elif token.startswith("[") and token.endswith("]"):
+            ipv6.append(token[1:-1])
+        elif _IPV4_RE.match(token):
+            ip = token
+        elif _HWADDR_RE.match(token):
+            macs.append(_normalize_hwaddr(token))
+        elif _LEASE_TIME_RE.match(token):
+            lease_time = lowered
+        else:
+            hostname = token
+    return DhcpHost(macs=tuple(macs), ip=ip, hostname=hostname, client_id=client_id,
+                    set_tags=tuple(set_tags), match_tags=tuple(match_tags), ipv6=tuple(ipv6),
+                    lease_time=lease_time, ignore=ignore)
+
+
+def _normalize_hwaddr(token):
+    """Ethernet addresses to our form; anything else (ARP-type prefix, wildcards) lowercased."""
+    try:
+        return normalize_mac(token)
+    except ValidationError:
+        return token.lower()
+
+
+def parse_dhcp_hosts(text):
+    """Every host line of a hostsfile's text, in order."""
+    return [host for host in (parse_dhcp_host_line(line) for line in text.splitlines()) if host is not None]
+
+
+def reservations_from_hosts(hosts):
+    """mac -> ip of the usable IPv4 reservations among ``DhcpHost`` entries (``ignore`` lines skipped)."""
+    result = {}
+    for host in hosts:
+        if host.ignore or host.ip is None:
+            continue
+        for mac in host.macs:
+            result[mac] = host.ip
+    return result
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One dnsmasq lease: ``expiry`` is epoch seconds, 0 for an infinite lease."""
+
+    expiry: int
+    mac: str
+    ip: str
+    hostname: Optional[str] = None
+    client_id: Optional[str] = None
+
+    def active(self, now):
+        return self.expiry == 0 or self.expiry > now
+
+
+def parse_leases(text, now=None):
+    """DHCPv4 leases of a dnsmasq lease file: lines ``EXPIRY MAC IP HOSTNAME CLIENTID``.
+
+    ``*`` stands for an unknown hostname or client id. Everything after a ``duid`` line is
+    DHCPv6 (``EXPIRY IAID IPv6 ...``) and skipped, as are malformed lines. With ``now``,
+    expired leases are dropped.
+    """
+    leases = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "duid":
+            break
+        if len(parts) < 3 or not parts[0].isdigit() or not _IPV4_RE.match(parts[2]):
+            continue
+        lease = Lease(expiry=int(parts[0]), mac=_normalize_hwaddr(parts[1]), ip=parts[2],
+                      hostname=_star_none(parts[3] if len(parts) > 3 else "*"),
+                      client_id=_star_none(parts[4] if len(parts) > 4 else "*"))
+        if now is None or lease.active(now):
+            leases.append(lease)
+    return leases
+
+
+def _star_none(value):
+    return None if value == "*" else value
+
+
+def render_lease(lease):
+    """A lease as its lease-file line (for tests and fixtures)."""
+    return "%d %s %s %s %s" % (lease.expiry, lease.mac, lease.ip, lease.hostname or "*", lease.client_id or "*")
