@@ -181,6 +181,8 @@ def check_spec(spec):
     targets = [disk.target for disk in spec.disks]
     if len(set(targets)) != len(targets):
         _invalid("disks", targets, "targets must be unique")
+    if any(not nic.mac for nic in spec.interfaces):
+        _invalid("interfaces", None, "every interface needs a MAC (macaddr.allocate_macs)")
     macs = [nic.mac.lower() for nic in spec.interfaces]
     if len(set(macs)) != len(macs):
         _invalid("interfaces", macs, "MACs must be unique")

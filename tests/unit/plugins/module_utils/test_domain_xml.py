@@ -311,6 +311,7 @@ def test_split_changes(changes, live, offline):
     (dict(on_crash="explode"), "on_crash"),
     (dict(disks=(DiskSpec("/a"), DiskSpec("/b"))), "disks"),
     (dict(interfaces=(InterfaceSpec(MAC), InterfaceSpec(MAC.upper()))), "interfaces"),
+    (dict(interfaces=(InterfaceSpec(None),)), "interfaces"),
     (dict(annotations=(("group", "x"),)), "annotations"),
     (dict(annotations=(("Bad Key", "x"),)), "annotations"),
 ])
