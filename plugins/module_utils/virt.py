@@ -76,6 +76,8 @@ _ERR_RPC = 39
 _ERR_NO_DOMAIN = 42
 _ERR_NO_STORAGE_POOL = 49
 _ERR_NO_STORAGE_VOL = 50
+_DEFINE_VALIDATE = 1          # VIR_DOMAIN_DEFINE_VALIDATE
+_UNDEFINE_FLAGS = 1 | 2 | 4   # VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
 _ERR_AUTH_FAILED = 45
 _ERR_OPERATION_TIMEOUT = 68
 _ERR_AUTH_CANCELLED = 79
@@ -688,6 +690,64 @@ class VirtConnection:
             if err.details.get("libvirt_code") == _ERR_NO_STORAGE_POOL:
                 return None
             raise
+
+    def lookup_volume(self, pool, name):
+        """The volume ``name`` of ``pool`` (refreshed first: the store may be shared), or None."""
+        self.call(pool.refresh, 0)
+        try:
+            return self.call(pool.storageVolLookupByName, name)
+        except VirtError as err:
+            if err.details.get("libvirt_code") == _ERR_NO_STORAGE_VOL:
+                return None
+            raise
+
+    def create_volume(self, pool, xml):
+        return self.call(pool.createXML, xml, 0)
+
+    def delete_volume(self, volume):
+        self.call(volume.delete, 0)
+
+    # ---- domains
+
+    def find_domain(self, name):
+        """The virDomain called ``name``, or None."""
+        try:
+            return self.lookup_domain(name)
+        except DomainNotFound:
+            return None
+
+    def define_domain(self, xml):
+        """Define (or redefine) a persistent domain; libvirt validates the XML against its schema."""
+        return self.call(self.conn.defineXMLFlags, xml, _DEFINE_VALIDATE)
+
+    def domain_state(self, dom):
+        return state_name(self.call(dom.state, 0, domain=dom.name())[0])
+
+    def start_domain(self, dom):
+        self.call(dom.create, domain=dom.name())
+
+    def stop_domain(self, dom, graceful_seconds=0.0):
+        """Shut the domain off: ACPI shutdown for up to ``graceful_seconds``, then power off."""
+        name = dom.name()
+        if graceful_seconds > 0:
+            self.call(dom.shutdown, domain=name)
+            deadline = time.monotonic() + graceful_seconds
+            while time.monotonic() < deadline:
+                if self.domain_state(dom) == "shutoff":
+                    return
+                time.sleep(0.5)
+        if self.domain_state(dom) != "shutoff":
+            self.call(dom.destroy, domain=name)
+
+    def undefine_domain(self, dom):
+        # Snapshot metadata and NVRAM go with the definition; disks are the caller's business.
+        self.call(dom.undefineFlags, _UNDEFINE_FLAGS, domain=dom.name())
+
+    def autostart(self, dom):
+        return bool(self.call(dom.autostart, domain=dom.name()))
+
+    def set_autostart(self, dom, enabled):
+        self.call(dom.setAutostart, 1 if enabled else 0, domain=dom.name())
 
     # ---- domains
 
