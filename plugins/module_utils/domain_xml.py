@@ -516,7 +516,9 @@ def diff_domain(desired, actual):
         note("machine", desired.machine, actual.machine)
     for name in ("kernel", "initrd", "cmdline"):
         note(name, getattr(desired, name), getattr(actual, name))
-    note("cpu_mode", desired.effective_cpu_mode, actual.effective_cpu_mode)
+    # No <cpu> asked for: libvirt fills in its default model (e.g. custom qemu64 under TCG).
+    if desired.effective_cpu_mode != "none":
+        note("cpu_mode", desired.effective_cpu_mode, actual.effective_cpu_mode)
     # Order matters for both: it is the guest's device order (vda, vdb / eth0, eth1).
     note("disks", _disks_view(desired.disks, desired.disks), _disks_view(actual.disks, desired.disks))
     note("interfaces", [_nic_key(nic) for nic in desired.interfaces], [_nic_key(nic) for nic in actual.interfaces])

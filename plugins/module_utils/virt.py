@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     ConnectionFailed,
     DomainNotFound,
+    KvmfleetError,
     VirtError,
     VirtTimeout,
 )
@@ -77,6 +78,9 @@ _ERR_NO_DOMAIN = 42
 _ERR_NO_STORAGE_POOL = 49
 _ERR_NO_STORAGE_VOL = 50
 _DEFINE_VALIDATE = 1          # VIR_DOMAIN_DEFINE_VALIDATE
+# Changes can take far longer than reads: the first define on a host makes libvirt probe QEMU's
+# capabilities, and a start waits for QEMU. Their deadline is at least this many seconds.
+MUTATION_TIMEOUT = 120.0
 _UNDEFINE_FLAGS = 1 | 2 | 4   # VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
 _ERR_AUTH_FAILED = 45
 _ERR_OPERATION_TIMEOUT = 68
@@ -701,11 +705,14 @@ class VirtConnection:
                 return None
             raise
 
+    def _change_timeout(self):
+        return max(self.timeout or 0, MUTATION_TIMEOUT)
+
     def create_volume(self, pool, xml):
-        return self.call(pool.createXML, xml, 0)
+        return self.call(pool.createXML, xml, 0, timeout=self._change_timeout())
 
     def delete_volume(self, volume):
-        self.call(volume.delete, 0)
+        self.call(volume.delete, 0, timeout=self._change_timeout())
 
     # ---- domains
 
@@ -718,13 +725,13 @@ class VirtConnection:
 
     def define_domain(self, xml):
         """Define (or redefine) a persistent domain; libvirt validates the XML against its schema."""
-        return self.call(self.conn.defineXMLFlags, xml, _DEFINE_VALIDATE)
+        return self.call(self.conn.defineXMLFlags, xml, _DEFINE_VALIDATE, timeout=self._change_timeout())
 
     def domain_state(self, dom):
         return state_name(self.call(dom.state, 0, domain=dom.name())[0])
 
     def start_domain(self, dom):
-        self.call(dom.create, domain=dom.name())
+        self.call(dom.create, domain=dom.name(), timeout=self._change_timeout())
 
     def stop_domain(self, dom, graceful_seconds=0.0):
         """Shut the domain off: ACPI shutdown for up to ``graceful_seconds``, then power off."""
@@ -737,11 +744,11 @@ class VirtConnection:
                     return
                 time.sleep(0.5)
         if self.domain_state(dom) != "shutoff":
-            self.call(dom.destroy, domain=name)
+            self.call(dom.destroy, domain=name, timeout=self._change_timeout())
 
     def undefine_domain(self, dom):
         # Snapshot metadata and NVRAM go with the definition; disks are the caller's business.
-        self.call(dom.undefineFlags, _UNDEFINE_FLAGS, domain=dom.name())
+        self.call(dom.undefineFlags, _UNDEFINE_FLAGS, domain=dom.name(), timeout=self._change_timeout())
 
     def autostart(self, dom):
         return bool(self.call(dom.autostart, domain=dom.name()))
@@ -906,3 +913,147 @@ class VirtConnection:
             sample_seconds=sample_seconds,
         )
         return fact, listing["skipped"]
+
+    # ---- migration (plugins/module_utils/migration.py computes the flags and params by name)
+
+    def host_uuid(self):
+        """The host UUID from the capabilities (libvirt refuses to migrate between equal ones)."""
+        return _xml_root(self.call(self.conn.getCapabilities)).findtext("host/uuid")
+
+    def domain_state(self, dom):
+        """The domain's state name (see state_name())."""
+        state, _reason = self.call(dom.state, 0, domain=dom.name())
+        return state_name(state)
+
+    def find_domain(self, name):
+        """The virDomain called ``name``, or None."""
+        try:
+            return self.lookup_domain(name)
+        except DomainNotFound:
+            return None
+
+    @staticmethod
+    def migration_flags(names):
+        """libvirt's VIR_MIGRATE_* value for flag names ("LIVE", "PEER2PEER", ...)."""
+        flags = 0
+        for name in names:
+            try:
+                flags |= getattr(libvirt, "VIR_MIGRATE_" + name)
+            except AttributeError:
+                raise VirtError("this libvirt-python has no migration flag VIR_MIGRATE_%s" % name)
+        return flags
+
+    @staticmethod
+    def migration_params(named):
+        """{param name ("BANDWIDTH", ...): value} -> libvirt's typed parameter dict."""
+        params = {}
+        for name, value in named.items():
+            try:
+                params[getattr(libvirt, "VIR_MIGRATE_PARAM_" + name)] = value
+            except AttributeError:
+                raise VirtError("this libvirt-python has no migration parameter VIR_MIGRATE_PARAM_%s" % name)
+        return params
+
+    def job_stats(self, dom, completed=False):
+        """The domain's job statistics (of the running job, or of the last completed one)."""
+        flags = (libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED) \
+            if completed else 0
+        return self.call(dom.jobStats, flags, domain=dom.name())
+
+    def abort_job(self, dom):
+        return self.call(dom.abortJob, domain=dom.name())
+
+    def start_postcopy(self, dom):
+        return self.call(dom.migrateStartPostCopy, 0, domain=dom.name())
+
+    def set_max_downtime(self, dom, milliseconds):
+        return self.call(dom.migrateSetMaxDowntime, int(milliseconds), 0, domain=dom.name())
+
+    def undefine_domain(self, dom):
+        """Remove a domain's persistent definition; NVRAM stays (it is on the shared store)."""
+        return self.call(dom.undefineFlags, libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM, domain=dom.name())
+
+    def migrate_p2p(self, dom, destination_uri, flag_names, params=None, max_downtime_ms=None,
+                    monitor=None, poll_interval=0.25, abort_grace=60.0, persist_inactive_xml=True):
+        """Peer-to-peer migration of ``dom`` to ``destination_uri``, watched while it runs.
+
+        ``migrateToURI3`` blocks until the migration ends, so it runs in a thread while this one
+        polls ``jobStats`` (each poll under the connection's deadline) and asks
+        ``monitor(elapsed, stats, switched)`` what to do: None, "postcopy"
+        (``migrateStartPostCopy``) or "abort" (``abortJob``).
+
+        Returns {elapsed, switched_postcopy, aborted, samples: [(elapsed, stats)], error}
+        where ``error`` is the typed error the migration ended with, or None.
+        """
+        name = dom.name()
+        flags = self.migration_flags(flag_names)
+        typed = self.migration_params(params or {})
+        if persist_inactive_xml and "PERSIST_DEST" in flag_names and "OFFLINE" not in flag_names:
+            # the destination keeps the configured definition, not the live one (which has e.g.
+            # currentMemory following the balloon)
+            xml = self.call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE,
+                            domain=name)
+            typed[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml
+        outcome = {}
+        done = threading.Event()
+
+        def worker():
+            try:
+                outcome["result"] = dom.migrateToURI3(destination_uri, typed, flags)
+            except BaseException as err:
+                outcome["error"] = err
+            done.set()
+
+        thread = threading.Thread(target=worker, name="kvmfleet-migrate-%s" % name)
+        thread.daemon = True
+        started = time.monotonic()
+        thread.start()
+        samples = []
+        switched = aborted = False
+        downtime_set = max_downtime_ms is None
+        abort_at = None
+        while not done.wait(poll_interval):
+            elapsed = time.monotonic() - started
+            try:
+                stats = self.job_stats(dom)
+            except VirtError as err:
+                if _fatal(err):
+                    raise
+                stats = {}
+            if stats.get("type", 0) in (1, 2):  # VIR_DOMAIN_JOB_BOUNDED / UNBOUNDED: running
+                samples.append((elapsed, stats))
+                if not downtime_set:
+                    try:
+                        self.set_max_downtime(dom, max_downtime_ms)
+                        downtime_set = True
+                    except VirtError as err:
+                        if _fatal(err):
+                            raise
+            if aborted:
+                if elapsed > abort_at + abort_grace:
+                    raise VirtTimeout("%s: migration did not stop within %g s of being aborted" % (name, abort_grace),
+                                      domain=name, operation="abortJob")
+                continue
+            action = monitor(elapsed, stats, switched) if monitor is not None else None
+            if action == "postcopy":
+                try:
+                    self.start_postcopy(dom)
+                    switched = True
+                except VirtError as err:
+                    if _fatal(err):
+                        raise
+            elif action == "abort":
+                try:
+                    self.abort_job(dom)
+                except VirtError as err:
+                    if _fatal(err):
+                        raise
+                aborted, abort_at = True, elapsed
+        elapsed = time.monotonic() - started
+        error = outcome.get("error")
+        if error is not None:
+            if HAS_LIBVIRT and isinstance(error, libvirt.libvirtError):
+                error = map_libvirt_error(error, uri=self.uri, domain=name, operation="migrateToURI3")
+            elif not isinstance(error, KvmfleetError):
+                error = VirtError("%s: migration failed: %s" % (name, error), domain=name)
+        return dict(elapsed=elapsed, switched_postcopy=switched, aborted=aborted, samples=samples, error=error)

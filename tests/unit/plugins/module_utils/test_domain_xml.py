@@ -251,7 +251,7 @@ def test_libvirt_additions_are_not_differences():
     (dict(cmdline="quiet", kernel="/k"), "cmdline"),
     (dict(serial="file", serial_path="/var/log/x.log"), "serial"),
     (dict(guest_agent=True), "guest_agent"),
-    (dict(domain_type="qemu"), "cpu_mode"),   # qemu's auto CPU is no <cpu>, the dump has host-model
+    (dict(cpu_mode="host-passthrough"), "cpu_mode"),
 ])
 def test_diff_names_the_changed_field(change, field):
     changes = dx.diff_domain(replace(KVM_WEB, **change), LIBVIRT_DUMP)
@@ -372,3 +372,14 @@ def test_libvirt_test_driver_round_trip(spec):
             domain.undefine()
     finally:
         conn.close()
+
+
+def test_a_cpu_libvirt_filled_in_is_no_difference_when_none_was_asked():
+    desired = DomainSpec(name="vm1", vcpus=1, memory_mb=256, domain_type="qemu")
+    assert desired.effective_cpu_mode == "none"
+    root = etree.fromstring(dx.build_domain_xml(desired))
+    cpu = etree.SubElement(root, "cpu", mode="custom", match="exact", check="none")
+    etree.SubElement(cpu, "model", fallback="forbid").text = "qemu64"
+    assert dx.diff_domain(desired, etree.tostring(root, encoding="unicode")) == {}
+    wanted = DomainSpec(name="vm1", vcpus=1, memory_mb=256, domain_type="qemu", cpu_mode="host-model")
+    assert "cpu_mode" in dx.diff_domain(wanted, etree.tostring(root, encoding="unicode"))
