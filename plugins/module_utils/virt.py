@@ -71,6 +71,7 @@ _STATS_NOWAIT = 1 << 29
 
 _ERR_NO_SUPPORT = 3
 _ERR_NO_CONNECT = 5
+_ERR_INVALID_ARG = 8
 _ERR_INVALID_CONN = 6
 _ERR_SYSTEM_ERROR = 38
 _ERR_RPC = 39
@@ -81,7 +82,9 @@ _DEFINE_VALIDATE = 1          # VIR_DOMAIN_DEFINE_VALIDATE
 # Changes can take far longer than reads: the first define on a host makes libvirt probe QEMU's
 # capabilities, and a start waits for QEMU. Their deadline is at least this many seconds.
 MUTATION_TIMEOUT = 120.0
-_UNDEFINE_FLAGS = 1 | 2 | 4   # VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | SNAPSHOTS_METADATA | NVRAM
+_UNDEFINE_BASE_FLAGS = 1 | 2  # VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | SNAPSHOTS_METADATA
+_UNDEFINE_NVRAM = 4           # VIR_DOMAIN_UNDEFINE_NVRAM
+_UNDEFINE_KEEP_NVRAM = 8      # VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
 _ERR_AUTH_FAILED = 45
 _ERR_OPERATION_TIMEOUT = 68
 _ERR_AUTH_CANCELLED = 79
@@ -746,9 +749,20 @@ class VirtConnection:
         if self.domain_state(dom) != "shutoff":
             self.call(dom.destroy, domain=name, timeout=self._change_timeout())
 
-    def undefine_domain(self, dom):
-        # Snapshot metadata and NVRAM go with the definition; disks are the caller's business.
-        self.call(dom.undefineFlags, _UNDEFINE_FLAGS, domain=dom.name(), timeout=self._change_timeout())
+    def undefine_domain(self, dom, keep_nvram=True):
+        """Remove a domain's persistent definition (and its snapshot metadata and managed save).
+
+        ``keep_nvram``: a migration source keeps the NVRAM file, which lives on the shared store
+        and now belongs to the destination; deleting a VM removes it. Disks are the caller's.
+        """
+        flags = _UNDEFINE_BASE_FLAGS | (_UNDEFINE_KEEP_NVRAM if keep_nvram else _UNDEFINE_NVRAM)
+        try:
+            self.call(dom.undefineFlags, flags, domain=dom.name(), timeout=self._change_timeout())
+        except VirtError as err:
+            # Drivers without NVRAM or managed save refuse those flags; they have none to remove.
+            if err.details.get("libvirt_code") not in (_ERR_NO_SUPPORT, _ERR_INVALID_ARG):
+                raise
+            self.call(dom.undefine, domain=dom.name(), timeout=self._change_timeout())
 
     def autostart(self, dom):
         return bool(self.call(dom.autostart, domain=dom.name()))
@@ -920,18 +934,6 @@ class VirtConnection:
         """The host UUID from the capabilities (libvirt refuses to migrate between equal ones)."""
         return _xml_root(self.call(self.conn.getCapabilities)).findtext("host/uuid")
 
-    def domain_state(self, dom):
-        """The domain's state name (see state_name())."""
-        state, _reason = self.call(dom.state, 0, domain=dom.name())
-        return state_name(state)
-
-    def find_domain(self, name):
-        """The virDomain called ``name``, or None."""
-        try:
-            return self.lookup_domain(name)
-        except DomainNotFound:
-            return None
-
     @staticmethod
     def migration_flags(names):
         """libvirt's VIR_MIGRATE_* value for flag names ("LIVE", "PEER2PEER", ...)."""
@@ -968,10 +970,6 @@ class VirtConnection:
 
     def set_max_downtime(self, dom, milliseconds):
         return self.call(dom.migrateSetMaxDowntime, int(milliseconds), 0, domain=dom.name())
-
-    def undefine_domain(self, dom):
-        """Remove a domain's persistent definition; NVRAM stays (it is on the shared store)."""
-        return self.call(dom.undefineFlags, libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM, domain=dom.name())
 
     def migrate_p2p(self, dom, destination_uri, flag_names, params=None, max_downtime_ms=None,
                     monitor=None, poll_interval=0.25, abort_grace=60.0, persist_inactive_xml=True):

@@ -312,7 +312,7 @@ class VmModule(KvmfleetModule):
                 if dom is not None and domain_facts(virt.domain_xml(dom, inactive=True))["managed"]:
                     if virt.domain_state(dom) != "shutoff":
                         virt.stop_domain(dom)
-                    virt.undefine_domain(dom)
+                    virt.undefine_domain(dom, keep_nvram=False)
                     undone.append("definition")
                 pool = virt.lookup_pool(self.params["pool"])
                 volume = virt.lookup_volume(pool, vmplan.volume_name(spec.name)) if pool is not None else None
@@ -349,7 +349,7 @@ class VmModule(KvmfleetModule):
                 if step == vmplan.STOP:
                     virt.stop_domain(dom, 0)
                 elif step == vmplan.UNDEFINE:
-                    virt.undefine_domain(dom)
+                    virt.undefine_domain(dom, keep_nvram=False)
                 elif step == vmplan.DELETE_DISK and volume is not None:
                     virt.delete_volume(volume)
         result = dict(changed=True, steps=steps, vm=dict(name=name, host=virt.hostname(), state="absent",

@@ -1,0 +1,142 @@
+"""The vm module against libvirt's test driver (test:///default): real libvirt calls, no daemon."""
+import pytest
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.modules import vm
+
+libvirt = pytest.importorskip("libvirt")
+
+URI = "test:///default"
+BASE = dict(name="web1", vcpus=2, memory_mb=512, disk_gb=3, pool="default-pool", uri=URI,
+            virt_type="qemu", serial="pty", stop_timeout=0)
+
+
+@pytest.fixture
+def conn():
+    """Keeps test:///default's state alive for the test, and removes what the test made."""
+    conn = libvirt.open(URI)
+    yield conn
+    for dom in conn.listAllDomains():
+        if dom.name() != "test":
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    pool = conn.storagePoolLookupByName("default-pool")
+    for vol in pool.listAllVolumes():
+        vol.delete(0)
+    conn.close()
+
+
+def names(conn):
+    return sorted(d.name() for d in conn.listAllDomains())
+
+
+def volumes(conn):
+    return sorted(v.name() for v in conn.storagePoolLookupByName("default-pool").listAllVolumes())
+
+
+def test_creates_disk_and_domain_and_starts_it(conn, run_module):
+    result = run_module(vm, BASE)
+    assert result["changed"] is True
+    assert result["steps"] == ["create_disk", "define", "start"]
+    assert volumes(conn) == ["web1.qcow2"]
+    dom = conn.lookupByName("web1")
+    assert dom.isActive()
+    info = result["vm"]
+    assert (info["vcpus"], info["vcpus_max"], info["memory_mb"], info["disk_gb"]) == (2, 8, 512, 3)
+    assert info["disk"] == "/default-pool/web1.qcow2" and info["state"] == "running"
+    assert info["mac"].startswith("52:54:00:") and info["uuid"] == dom.UUIDString()
+    capacity = conn.storagePoolLookupByName("default-pool").storageVolLookupByName("web1.qcow2").info()[1]
+    assert capacity == 3 * 1024 ** 3
+    assert virt.parse_domain_xml(dom.XMLDesc(2))["vcpus_max"] == 8
+
+
+def test_second_run_changes_nothing(conn, run_module):
+    run_module(vm, BASE)
+    again = run_module(vm, BASE)
+    assert again["changed"] is False and again["steps"] == []
+
+
+def test_check_mode_predicts_and_makes_nothing(conn, run_module):
+    result = run_module(vm, dict(BASE, _ansible_check_mode=True, _ansible_diff=True))
+    assert result["changed"] is True and result["steps"] == ["create_disk", "define", "start"]
+    assert result["vm"]["state"] == "running" and result["vm"]["uuid"] is None
+    assert result["diff"]["before"] == "" and "<name>web1</name>" in result["diff"]["after"]
+    assert names(conn) == ["test"] and volumes(conn) == []
+
+
+def test_other_sizes_on_an_existing_vm_are_refused_with_the_way_to_resize(conn, run_module):
+    run_module(vm, BASE)
+    result = run_module(vm, dict(BASE, vcpus=1))
+    assert result["failed"] is True
+    assert "vcpus is 2, asked 1" in result["msg"] and "vm_scale" in result["msg"]
+    assert conn.lookupByName("web1").isActive()
+
+
+def test_a_disk_size_change_is_refused(conn, run_module):
+    run_module(vm, BASE)
+    result = run_module(vm, dict(BASE, disk_gb=4))
+    assert result["failed"] is True and "disk_gb is 3, asked 4" in result["msg"]
+
+
+def test_a_domain_kvmfleet_did_not_make_is_never_touched(conn, run_module):
+    before = conn.lookupByName("test").XMLDesc(0)
+    result = run_module(vm, dict(BASE, name="test"))
+    assert result["failed"] is True and "was not made by kvmfleet" in result["msg"]
+    gone = run_module(vm, dict(name="test", state="absent", uri=URI))
+    assert gone["failed"] is True
+    assert conn.lookupByName("test").XMLDesc(0) == before and volumes(conn) == []
+
+
+def test_an_existing_disk_is_never_overwritten(conn, run_module):
+    pool = conn.storagePoolLookupByName("default-pool")
+    pool.createXML("<volume><name>web1.qcow2</name><capacity unit='G'>1</capacity></volume>", 0)
+    result = run_module(vm, BASE)
+    assert result["failed"] is True and "never overwrites a disk" in result["msg"]
+    assert names(conn) == ["test"]
+    assert pool.storageVolLookupByName("web1.qcow2").info()[1] == 1024 ** 3
+
+
+def test_a_failure_after_the_disk_was_made_leaves_nothing_behind(conn, run_module, monkeypatch):
+    def broken_start(self, dom):
+        raise VirtError("QEMU could not start: simulated")
+    monkeypatch.setattr(virt.VirtConnection, "start_domain", broken_start)
+    result = run_module(vm, BASE)
+    assert result["failed"] is True
+    assert "simulated" in result["msg"] and "rolled back: removed the definition and disk" in result["msg"]
+    assert result["rolled_back"] == ["definition", "disk"]
+    assert names(conn) == ["test"] and volumes(conn) == []
+
+
+def test_stop_then_start(conn, run_module):
+    run_module(vm, BASE)
+    stopped = run_module(vm, dict(BASE, state="stopped"))
+    assert stopped["steps"] == ["stop"] and not conn.lookupByName("web1").isActive()
+    started = run_module(vm, dict(BASE, state="running", autostart=True))
+    assert started["steps"] == ["autostart", "start"] and conn.lookupByName("web1").autostart()
+
+
+def test_absent_removes_domain_and_its_disk_once(conn, run_module):
+    run_module(vm, BASE)
+    predicted = run_module(vm, dict(name="web1", state="absent", uri=URI, _ansible_check_mode=True))
+    assert predicted["steps"] == ["stop", "undefine", "delete_disk"] and names(conn) == ["test", "web1"]
+    gone = run_module(vm, dict(name="web1", state="absent", uri=URI))
+    assert gone["changed"] is True and names(conn) == ["test"] and volumes(conn) == []
+    again = run_module(vm, dict(name="web1", state="absent", uri=URI))
+    assert again["changed"] is False
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(name="Web_1"), "name="),
+    (dict(vcpus=0), "vcpus=0: must be >= at least one vCPU"),
+    (dict(vcpus=64), "vcpus=64: must be <= the host maximum (16)"),
+    (dict(memory_mb=-5), "memory_mb=-5"),
+    (dict(disk_gb=10 ** 9), "disk_gb="),
+    (dict(image="/etc/passwd"), "image="),
+    (dict(pool="nope"), "storage pool nope does not exist"),
+])
+def test_bad_input_is_refused_before_anything_is_made(conn, run_module, change, message):
+    result = run_module(vm, dict(BASE, **change))
+    assert result["failed"] is True and message in result["msg"]
+    assert names(conn) == ["test"] and volumes(conn) == []
