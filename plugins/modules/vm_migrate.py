@@ -1,0 +1,424 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: vm_migrate
+short_description: Live-migrate a VM from this hypervisor to another
+version_added: "0.1.0"
+description:
+  - Runs on the source hypervisor (use C(delegate_to)) and migrates the VM O(name)
+    peer-to-peer to the hypervisor at O(destination_uri): the source libvirtd connects to the
+    destination's itself, over the transport the URI names.
+  - The migration runs in a background thread while the module polls libvirt's job statistics;
+    it switches to post-copy (O(post_copy_after_seconds), O(post_copy_after_iterations)) and
+    enforces O(migration_timeout) with O(timeout_action) from there.
+  - The source definition is removed only after the destination runs the VM. If anything fails
+    before that, the VM still runs on the source with its definition intact.
+  - A VM that is no longer on the source but is defined on the destination is reported ok and
+    unchanged, so a repeated run does nothing.
+  - A VM that is defined but shut off on the source is moved offline (only its definition).
+options:
+  name:
+    description: Name of the VM (libvirt domain).
+    type: str
+    required: true
+  destination_uri:
+    description:
+      - libvirt URI of the destination hypervisor, as the C(kvmfleet.iaas.migration_uri) filter
+        builds it from the destination's inventory entry, for example
+        V(qemu+ssh://root@10.0.0.12/system).
+      - Only C(qemu+ssh) and C(qemu+tls) are accepted, C(qemu+tcp) only with O(allow_insecure_transport).
+    type: str
+    required: true
+  destination:
+    description: The destination's inventory name, echoed in RV(destination); defaults to its libvirt host name.
+    type: str
+  allow_insecure_transport:
+    description:
+      - Accept a C(qemu+tcp) destination (no authentication, no encryption).
+      - Set it only where the inventory asks for plain TCP (C(kvm_migration_transport=tcp)).
+    type: bool
+    default: false
+  live:
+    description: Keep the VM running while its memory is copied. V(false) pauses it for the whole copy.
+    type: bool
+    default: true
+  persistent:
+    description: Define the VM persistently on the destination (with its source configuration).
+    type: bool
+    default: true
+  undefine_source:
+    description: Remove the definition from the source once the destination runs the VM.
+    type: bool
+    default: true
+  storage:
+    description:
+      - V(shared) when both hosts see the VM's disks at the same path (NFS, the image store).
+      - V(copy_all) copies every disk to the destination, V(copy_incremental) only what the
+        overlays add to backing images the destination already has. The destination needs
+        the disk files pre-created for both.
+    type: str
+    choices: [shared, copy_all, copy_incremental]
+    default: shared
+  unsafe_reason:
+    description:
+      - With O(storage=shared), skip libvirt's check that the disks are on a file system it
+        knows to be shared (it answers "Migration without shared storage is unsafe" otherwise).
+      - Give the reason the storage is nonetheless shared; it is returned in RV(unsafe_reason)
+        and shown as a warning. The playbooks pass the inventory's C(kvmfleet_migration_unsafe_reason).
+    type: str
+  auto_converge:
+    description: Let qemu throttle the guest's vCPUs when memory is dirtied faster than it is sent.
+    type: bool
+    default: false
+  post_copy:
+    description:
+      - Allow switching to post-copy, where the VM runs on the destination and fetches the pages
+        it still lacks from the source. A post-copy migration always finishes, but if the network
+        fails after the switch the VM is lost on both sides.
+      - Without O(post_copy_after_seconds) or O(post_copy_after_iterations) the switch comes after
+        the first full pass of memory.
+    type: bool
+    default: false
+  post_copy_after_seconds:
+    description: Switch to post-copy this many seconds after the start. Needs O(post_copy).
+    type: float
+  post_copy_after_iterations:
+    description: Switch to post-copy once this many passes over memory are complete. Needs O(post_copy).
+    type: int
+  bandwidth:
+    description: Cap the migration stream at this many MiB/s (also after a switch to post-copy).
+    type: int
+  max_downtime:
+    description: Longest pause, in milliseconds, qemu may plan for the final switch-over.
+    type: int
+  compression:
+    description: Compress memory pages (V(xbzrle) delta compression, V(mt) multi-threaded zlib).
+    type: str
+    choices: [none, xbzrle, mt]
+    default: none
+  parallel_connections:
+    description: Send memory over this many parallel connections (qemu multifd).
+    type: int
+  migration_timeout:
+    description: Seconds the migration may take before O(timeout_action). Unset waits without limit.
+    type: float
+  timeout_action:
+    description:
+      - V(abort) cancels the migration (the VM stays on the source) and fails the task.
+      - V(postcopy) switches to post-copy, which then finishes the migration.
+    type: str
+    choices: [abort, postcopy]
+    default: abort
+  poll_interval:
+    description: Seconds between two polls of the job statistics.
+    type: float
+    default: 0.25
+extends_documentation_fragment:
+  - kvmfleet.iaas.connection
+attributes:
+  check_mode:
+    support: full
+    description: Connects to both hosts and reports whether the VM would move, moving nothing.
+  diff_mode:
+    support: none
+    description: No definition changes; the VM moves.
+notes:
+  - O(uri) is the source (the host the task runs on); O(timeout) limits each single libvirt
+    call, including connecting to the destination, not the migration (see O(migration_timeout)).
+  - The module connects to the destination itself before migrating, so an unreachable
+    destination fails fast with the VM untouched.
+seealso:
+  - module: kvmfleet.iaas.vm_info
+author:
+  - kvmfleet developers (@kvmfleet)
+"""
+
+EXAMPLES = r"""
+- name: Move web1 from node1 to node2 over the inventory's transport
+  kvmfleet.iaas.vm_migrate:
+    name: web1
+    destination: node2
+    destination_uri: "{{ 'node2' | kvmfleet.iaas.migration_uri(hostvars) }}"
+  delegate_to: node1
+  register: moved
+
+- name: A busy VM, capped at 100 MiB/s, post-copy if it has not converged in 60 s
+  kvmfleet.iaas.vm_migrate:
+    name: db1
+    destination_uri: qemu+ssh://root@10.0.0.13/system
+    bandwidth: 100
+    auto_converge: true
+    migration_timeout: 60
+    timeout_action: postcopy
+  delegate_to: node1
+
+- name: Hosts without shared storage copy the disks' new data
+  kvmfleet.iaas.vm_migrate:
+    name: web2
+    destination_uri: qemu+ssh://root@10.0.0.13/system
+    storage: copy_incremental
+  delegate_to: node2
+"""
+
+RETURN = r"""
+source:
+  description: Host name of the source hypervisor (libvirt's).
+  returned: always
+  type: str
+  sample: node1
+destination:
+  description: The destination, as O(destination) or its libvirt host name.
+  returned: always
+  type: str
+  sample: node2
+action:
+  description:
+    - V(migrated) (live), V(moved_offline) (a shut-off VM's definition), V(finished) (the VM already
+      ran on the destination; the leftover source definition was removed), V(already_there) (nothing done).
+  returned: always
+  type: str
+  sample: migrated
+flags:
+  description: The libvirt migration flags used (names without VIR_MIGRATE_).
+  returned: when the VM moves
+  type: list
+  elements: str
+  sample: [PEER2PEER, ABORT_ON_ERROR, LIVE, PERSIST_DEST, UNSAFE]
+unsafe_reason:
+  description: O(unsafe_reason), when libvirt's shared-storage check was skipped.
+  returned: always
+  type: str
+postcopy:
+  description: Whether the migration switched to post-copy.
+  returned: always
+  type: bool
+stats:
+  description: From libvirt's completed-job statistics; null in check mode and when nothing moved.
+  returned: always
+  type: dict
+  contains:
+    total_time_ms:
+      description: Time the migration took, in ms.
+      type: int
+    downtime_ms:
+      description: Time the VM was paused for the switch-over, in ms.
+      type: int
+    setup_time_ms:
+      description: Time spent setting up the migration, in ms.
+      type: int
+    data_transferred_mib:
+      description: Data sent, in MiB (memory, disks and state).
+      type: float
+    data_transferred_bytes:
+      description: Data sent, in bytes.
+      type: int
+    memory_transferred_mib:
+      description: Memory sent, in MiB.
+      type: float
+    memory_total_mib:
+      description: Guest memory, in MiB.
+      type: float
+    disk_transferred_mib:
+      description: Disk data copied (O(storage) copy modes), in MiB.
+      type: float
+    memory_iterations:
+      description: Passes over the guest memory.
+      type: int
+    dirty_rate_mib_s:
+      description: Rate at which the guest dirtied memory, last measured, in MiB/s.
+      type: float
+    bandwidth_mib_s:
+      description: Memory transfer rate, last measured, in MiB/s.
+      type: float
+    postcopy_requests:
+      description: Pages the destination requested during post-copy.
+      type: int
+    auto_converge_throttle_percent:
+      description: CPU throttle auto-converge applied at the end, in percent.
+      type: int
+progress:
+  description: Samples of the running migration, at most one per second.
+  returned: when the VM moves
+  type: list
+  elements: dict
+  sample: [{elapsed_s: 1.0, iteration: 1, remaining_mib: 80.5, transferred_mib: 120.1, dirty_rate_mib_s: null, throttle_percent: null}]
+"""
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
+    Conflict,
+    DomainNotFound,
+    ValidationError,
+    VirtError,
+)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import VirtConnection
+
+
+# libvirt's VIR_ERR_MIGRATE_UNSAFE: "Migration without shared storage is unsafe"
+MIGRATE_UNSAFE = 81
+
+PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge", "post_copy",
+                "post_copy_after_seconds", "post_copy_after_iterations", "bandwidth", "max_downtime",
+                "compression", "parallel_connections", "migration_timeout", "timeout_action")
+
+
+class VmMigrate(KvmfleetModule):
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        destination_uri=dict(type="str", required=True),
+        destination=dict(type="str"),
+        allow_insecure_transport=dict(type="bool", default=False),
+        live=dict(type="bool", default=True),
+        persistent=dict(type="bool", default=True),
+        undefine_source=dict(type="bool", default=True),
+        storage=dict(type="str", default="shared", choices=list(migration.STORAGE_MODES)),
+        unsafe_reason=dict(type="str"),
+        auto_converge=dict(type="bool", default=False),
+        post_copy=dict(type="bool", default=False),
+        post_copy_after_seconds=dict(type="float"),
+        post_copy_after_iterations=dict(type="int"),
+        bandwidth=dict(type="int"),
+        max_downtime=dict(type="int"),
+        compression=dict(type="str", default="none", choices=list(migration.COMPRESSION_METHODS)),
+        parallel_connections=dict(type="int"),
+        migration_timeout=dict(type="float"),
+        timeout_action=dict(type="str", default="abort", choices=list(migration.TIMEOUT_ACTIONS)),
+        poll_interval=dict(type="float", default=0.25),
+    )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def run(self):
+        p = self.params
+        name = p["name"]
+        migration.check_destination_uri(p["destination_uri"], p["allow_insecure_transport"])
+        options = dict((key, p[key]) for key in PLAN_OPTIONS)
+        migration.plan_migration(options)  # validate before touching anything
+        if p["poll_interval"] <= 0:
+            raise ValidationError("poll_interval must be > 0", option="poll_interval")
+
+        with self.connect() as src:
+            src_host = src.hostname()
+            dom = src.find_domain(name)
+            src_state = src.domain_state(dom) if dom is not None else None
+            with VirtConnection(p["destination_uri"], timeout=p["timeout"]) as dst:
+                dst_host = dst.hostname()
+                if migration.same_host(src_host, dst_host, src.host_uuid(), dst.host_uuid()):
+                    raise Conflict("%s: the destination %s is the source host %s"
+                                   % (name, p["destination_uri"], src_host),
+                                   source=src_host, destination=p["destination"] or dst_host)
+                dst_dom = dst.find_domain(name)
+                dst_state = dst.domain_state(dst_dom) if dst_dom is not None else None
+                result = dict(changed=False, source=src_host, destination=p["destination"] or dst_host,
+                              unsafe_reason=None, postcopy=False, stats=None)
+                action = migration.decide(src_state, dst_state)
+                if action == migration.NOT_FOUND:
+                    raise DomainNotFound("VM %s is defined neither on %s nor on %s" % (name, src_host, dst_host),
+                                         domain=name, source=src_host, destination=result["destination"])
+                if action == migration.ALREADY_THERE:
+                    return dict(result, action="already_there")
+                if action == migration.FINISH:
+                    result.update(action="finished", changed=True)
+                    if p["undefine_source"] and not self.module.check_mode:
+                        src.undefine_domain(dom)
+                    return result
+                plan = migration.plan_migration(options, active=(action == migration.MIGRATE))
+                result.update(changed=True, flags=list(plan.flags), progress=[],
+                              action="migrated" if action == migration.MIGRATE else "moved_offline")
+                if plan.unsafe_reason:
+                    result["unsafe_reason"] = plan.unsafe_reason
+                    self.module.warn("libvirt's shared-storage check skipped: %s" % plan.unsafe_reason)
+                if self.module.check_mode:
+                    return result
+                return self.migrate(src, dst, dom, plan, result)
+
+    def migrate(self, src, dst, dom, plan, result):
+        name = self.params["name"]
+        run = src.migrate_p2p(dom, self.params["destination_uri"], plan.flags, plan.params,
+                              max_downtime_ms=plan.max_downtime_ms,
+                              monitor=lambda elapsed, stats, switched:
+                                  migration.monitor_action(plan, elapsed, stats, switched),
+                              poll_interval=self.params["poll_interval"])
+        result["postcopy"] = run["switched_postcopy"]
+        result["progress"] = thin_samples(run["samples"])
+        where = dict(domain=name, source=result["source"], destination=result["destination"],
+                     progress=result["progress"])
+        if run["error"] is not None:
+            err = run["error"]
+            if run["aborted"]:
+                raise VirtError("%s: migration to %s did not finish within %g s and was aborted (%s); "
+                                "the VM still runs on %s" % (name, result["destination"], plan.timeout, err,
+                                                              result["source"]),
+                                aborted=True, **where)
+            state = self.state_after_failure(src, dom)
+            hint = ""
+            if err.details.get("libvirt_code") == MIGRATE_UNSAFE:
+                hint = (" (if both hosts see the disks at the same path through shared storage libvirt does "
+                        "not recognise, say why in unsafe_reason: inventory kvmfleet_migration_unsafe_reason; "
+                        "otherwise copy them with storage=copy_all or copy_incremental)")
+            raise VirtError("%s: migration to %s failed: %s%s; on %s the VM is %s"
+                            % (name, result["destination"], err, hint, result["source"], state),
+                            aborted=False, source_state=state, **dict(err.details, **where))
+        # The destination must run the VM before the source definition goes.
+        dst_dom = dst.find_domain(name)
+        dst_state = dst.domain_state(dst_dom) if dst_dom is not None else None
+        expected = ("shutoff",) if plan.offline else ("running", "paused")
+        if dst_state not in expected:
+            raise VirtError("%s: libvirt reported the migration done, but on %s the VM is %s; the source "
+                            "definition on %s is kept" % (name, result["destination"], dst_state or "missing",
+                                                          result["source"]), **where)
+        if not plan.offline:
+            result["stats"] = migration.convert_job_stats(self.completed_stats(src, dom, dst, dst_dom))
+        if plan.undefine_source:
+            try:
+                src.undefine_domain(dom)
+            except DomainNotFound:
+                pass
+        return result
+
+    @staticmethod
+    def state_after_failure(src, dom):
+        try:
+            return src.domain_state(dom)
+        except VirtError as err:
+            return "unknown (%s)" % err
+
+    @staticmethod
+    def completed_stats(src, dom, dst, dst_dom):
+        """Completed-job stats: the source keeps them on the (now inactive) domain; else the destination's."""
+        for virt, domain in ((src, dom), (dst, dst_dom)):
+            try:
+                stats = virt.job_stats(domain, completed=True)
+            except VirtError:
+                continue
+            if stats and stats.get("time_elapsed") is not None:
+                return stats
+        return {}
+
+
+def thin_samples(samples, every=1.0):
+    """Progress samples, at most one per ``every`` seconds, plus the last one."""
+    out, last = [], None
+    for elapsed, stats in samples:
+        if last is None or elapsed - last >= every:
+            out.append(migration.progress_sample(elapsed, stats))
+            last = elapsed
+    if samples and (not out or out[-1]["elapsed_s"] != round(samples[-1][0], 2)):
+        out.append(migration.progress_sample(*samples[-1]))
+    return out
+
+
+def main():
+    VmMigrate.execute()
+
+
+if __name__ == "__main__":
+    main()

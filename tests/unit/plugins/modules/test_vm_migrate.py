@@ -1,0 +1,182 @@
+"""vm_migrate against libvirt's test driver.
+
+The test driver cannot migrate, which makes it good at one thing: showing that a failed
+migration leaves the VM running on the source with its definition. The destination is a
+second, independent test driver (a node file) standing in for a qemu+ssh URI.
+"""
+import uuid
+
+import pytest
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+
+pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
+
+DEST_URI = "qemu+ssh://root@192.0.2.12/system"
+
+
+def domain_xml(name):
+    return ("<domain type='test'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>128</memory>"
+            "<vcpu>1</vcpu><os><type>hvm</type></os></domain>" % (name, uuid.uuid4()))
+
+
+@pytest.fixture
+def source():
+    conn = libvirt.open("test:///default")
+    made = []
+
+    def define(name, start=True):
+        dom = conn.defineXML(domain_xml(name))
+        if start:
+            dom.create()
+        made.append(name)
+        return dom
+    try:
+        yield define
+    finally:
+        for name in made:
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        conn.close()
+
+
+@pytest.fixture
+def destination(tmp_path, monkeypatch):
+    """Point the module's destination connection at a test driver built from a node file."""
+    domains = []
+
+    class FakeDestination(virt.VirtConnection):
+        def __init__(self, uri, timeout=10.0, readonly=False):
+            assert uri == DEST_URI
+            node = tmp_path / "node.xml"
+            # domains of a test driver node file are running
+            node.write_text("<node>%s</node>" % "".join(domain_xml(name) for name in domains))
+            super().__init__("test://%s" % node, timeout=timeout, readonly=readonly)
+            self.opened_as = uri
+
+        def hostname(self):
+            return "dest-node"
+
+        def host_uuid(self):
+            return "00000000-0000-0000-0000-0000000000d2"
+
+    monkeypatch.setattr(vm_migrate, "VirtConnection", FakeDestination)
+    return domains
+
+
+def args(**extra):
+    base = {"uri": "test:///default", "name": "kvf-mig1", "destination_uri": DEST_URI, "destination": "node2"}
+    base.update(extra)
+    return base
+
+
+def test_already_on_destination_is_ok_and_unchanged(source, destination, run_module):
+    destination.append("kvf-mig1")
+    result = run_module(vm_migrate, args())
+    assert not result.get("failed"), result
+    assert result["changed"] is False and result["action"] == "already_there"
+    assert result["destination"] == "node2" and result["stats"] is None
+
+
+def test_vm_nowhere_fails_clearly(source, destination, run_module):
+    result = run_module(vm_migrate, args(name="kvf-nowhere"))
+    assert result["failed"] and "defined neither on" in result["msg"] and "kvf-nowhere" in result["msg"]
+
+
+def test_check_mode_reports_the_move_and_moves_nothing(source, destination, run_module):
+    source("kvf-mig1")
+    result = run_module(vm_migrate, args(_ansible_check_mode=True, unsafe_reason="shared by NFS", bandwidth=50))
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["action"] == "migrated"
+    assert "UNSAFE" in result["flags"] and "LIVE" in result["flags"]
+    assert result["stats"] is None
+    conn = libvirt.open("test:///default")
+    assert conn.lookupByName("kvf-mig1").isActive()
+    conn.close()
+
+
+def test_failed_migration_leaves_vm_running_on_source(source, destination, run_module):
+    source("kvf-mig1")
+    result = run_module(vm_migrate, args())
+    assert result["failed"]
+    assert "migration to node2 failed" in result["msg"] and "the VM is running" in result["msg"]
+    assert result["source_state"] == "running" and result["aborted"] is False
+    conn = libvirt.open("test:///default")
+    dom = conn.lookupByName("kvf-mig1")
+    assert dom.isActive() and dom.isPersistent()
+    conn.close()
+
+
+def test_leftover_source_definition_is_finished(source, destination, run_module):
+    source("kvf-mig1", start=False)
+    destination.append("kvf-mig1")
+    check = run_module(vm_migrate, args(_ansible_check_mode=True))
+    assert check["changed"] and check["action"] == "finished"
+    result = run_module(vm_migrate, args())
+    assert result["changed"] and result["action"] == "finished"
+    conn = libvirt.open("test:///default")
+    assert "kvf-mig1" not in conn.listDefinedDomains()
+    conn.close()
+
+
+def test_destination_that_is_the_source_is_refused(source, monkeypatch, run_module):
+    source("kvf-mig1")
+
+    class SameHost(virt.VirtConnection):
+        def __init__(self, uri, timeout=10.0, readonly=False):
+            super().__init__("test:///default", timeout=timeout, readonly=readonly)
+    monkeypatch.setattr(vm_migrate, "VirtConnection", SameHost)
+    result = run_module(vm_migrate, args())
+    assert result["failed"] and "is the source host" in result["msg"]
+
+
+@pytest.mark.parametrize("extra,match", [
+    (dict(destination_uri="qemu+tcp://192.0.2.12/system"), "plain TCP"),
+    (dict(destination_uri="qemu:///system"), "names no host"),
+    (dict(post_copy_after_seconds=3), "need post_copy"),
+    (dict(bandwidth=0), "bandwidth must be > 0"),
+    (dict(timeout_action="postcopy"), "needs migration_timeout"),
+    (dict(persistent=False), "defined nowhere"),
+    (dict(poll_interval=0), "poll_interval"),
+])
+def test_bad_options_fail_before_connecting(extra, match, monkeypatch, run_module):
+    def boom(*a, **k):
+        raise AssertionError("connected despite bad options")
+    monkeypatch.setattr(vm_migrate.VmMigrate, "connect", boom)
+    result = run_module(vm_migrate, args(**extra))
+    assert result["failed"] and match in result["msg"], result
+
+
+def test_tcp_allowed_when_asked(source, monkeypatch, run_module):
+    seen = []
+
+    class Unreachable(virt.VirtConnection):
+        def __init__(self, uri, timeout=10.0, readonly=False):
+            seen.append(uri)
+            super().__init__("test:///nonexistent-file.xml", timeout=timeout)
+    monkeypatch.setattr(vm_migrate, "VirtConnection", Unreachable)
+    source("kvf-mig1")
+    result = run_module(vm_migrate, args(destination_uri="qemu+tcp://192.0.2.12/system",
+                                         allow_insecure_transport=True))
+    assert seen == ["qemu+tcp://192.0.2.12/system"]
+    # the destination cannot be opened: a clear failure, the VM untouched
+    assert result["failed"] and "cannot connect" in result["msg"]
+
+
+def test_thin_samples():
+    samples = [(0.25 * i, {"memory_iteration": i}) for i in range(1, 10)]
+    out = vm_migrate.thin_samples(samples)
+    assert [s["elapsed_s"] for s in out] == [0.25, 1.25, 2.25]
+    out = vm_migrate.thin_samples(samples[:6])
+    assert out[-1]["elapsed_s"] == 1.5
