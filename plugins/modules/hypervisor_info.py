@@ -181,6 +181,14 @@ hypervisor:
           description: The sampling window.
           type: float
           returned: always
+    maintenance:
+      description:
+        - Whether the host carries the maintenance mark C(/etc/kvmfleet/maintenance) that
+          C(kvmfleet.iaas.evacuate_host) sets; placement then skips it.
+        - Null when O(uri) is not this machine (the mark cannot be read).
+      type: bool
+      returned: always
+      sample: false
     domains:
       description: Every domain of the host.
       type: list
@@ -263,13 +271,19 @@ skipped_domains:
   sample: [{name: stuck1, error: "stuck1: XMLDesc did not answer within 10 s"}]
 """
 
+import os
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError, VirtError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import (
     DEFAULT_SAMPLE_SECONDS,
     DEFAULT_STORAGE_PATH,
     unreachable_hypervisor,
+    uri_is_this_host,
 )
+
+# evacuate_host.yml writes it; its presence puts the host in maintenance (docs/migration.md)
+MAINTENANCE_FILE = "/etc/kvmfleet/maintenance"
 
 
 class HypervisorInfo(KvmfleetModule):
@@ -296,7 +310,15 @@ class HypervisorInfo(KvmfleetModule):
             fact = unreachable_hypervisor(err, params["storage_path"], params["sample_seconds"])
         for entry in skipped:
             self.module.warn("domain %s skipped: %s" % (entry["name"], entry["error"]))
+        fact["maintenance"] = maintenance_mark(params["uri"])
         return dict(changed=False, hypervisor=fact, skipped_domains=skipped)
+
+
+def maintenance_mark(uri):
+    """Whether the host carries the maintenance mark; None when O(uri) is another machine."""
+    if not uri_is_this_host(uri):
+        return None
+    return os.path.exists(MAINTENANCE_FILE)
 
 
 def main():

@@ -15,7 +15,7 @@ except ImportError:
 
 pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
 
-SCHEMA_KEYS = {"reachable", "error", "hostname", "virt_types", "cpus", "memory_mb", "memory_free_mb",
+SCHEMA_KEYS = {"maintenance", "reachable", "error", "hostname", "virt_types", "cpus", "memory_mb", "memory_free_mb",
                "storage", "allocated", "utilization", "domains"}
 DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
                "balloon_mb", "cpu_percent", "disks", "macs", "addresses"}
@@ -140,3 +140,15 @@ def test_missing_libvirt_python_is_named(monkeypatch, run_module):
     result = run_module(hypervisor_info, {"uri": "test:///default"})
     assert result["failed"] is True
     assert "libvirt-python" in result["msg"]
+
+
+def test_maintenance_mark(test_driver, run_module, monkeypatch, tmp_path):
+    """The mark evacuate_host.yml writes is reported for the local host, unknown for others."""
+    result = run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0})
+    assert result["hypervisor"]["maintenance"] is None  # the test driver is not this machine
+    mark = tmp_path / "maintenance"
+    monkeypatch.setattr(hypervisor_info, "MAINTENANCE_FILE", str(mark))
+    monkeypatch.setattr(hypervisor_info, "uri_is_this_host", lambda uri: True)
+    assert run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0})["hypervisor"]["maintenance"] is False
+    mark.write_text("{}")
+    assert run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0})["hypervisor"]["maintenance"] is True
