@@ -172,7 +172,7 @@ class Host:
         self.facts_missing = bool(facts_missing)
         self.reachable = bool(reachable)
         self.error = error
-        self.maintenance = bool(maintenance)
+        self.maintenance = maintenance if maintenance == "mark" else bool(maintenance)
         self.disabled = bool(disabled)
         self.virt_types = tuple(sorted(set(str(v) for v in virt_types)))
         self.cpus = cpus or 0
@@ -223,6 +223,9 @@ class Host:
             return cls(name, facts_missing=True, reachable=False, **settings)
         if not facts.get("reachable", True):
             return cls(name, reachable=False, error=facts.get("error"), **settings)
+        if facts.get("maintenance") is True and not settings["maintenance"]:
+            # hypervisor_info reports the host's own maintenance mark (/etc/kvmfleet/maintenance)
+            settings["maintenance"] = "mark"
         allocated = facts.get("allocated") or {}
         utilization = facts.get("utilization") or {}
         storage = facts.get("storage") or {}
@@ -269,7 +272,9 @@ class Host:
         if not self.reachable:
             return ["unreachable: %s" % (self.error or "libvirt did not answer")]
         reasons = []
-        if self.maintenance:
+        if self.maintenance == "mark":
+            reasons.append("in maintenance (mark /etc/kvmfleet/maintenance)")
+        elif self.maintenance:
             reasons.append("in maintenance (kvmfleet_maintenance)")
         if self.disabled:
             reasons.append("disabled (kvmfleet_disabled)")

@@ -145,3 +145,10 @@ def test_hostvars_are_not_modified(hostvars):
     place(hostvars, request, hosts=HYPERVISORS)
     assert hostvars == before
     assert request == {"name": "web1", "current_host": "node1", "migrate": True}
+
+
+def test_maintenance_mark_in_the_facts_is_honoured(hostvars):
+    hostvars["node2"]["kvmfleet_hypervisor"]["maintenance"] = True
+    with pytest.raises(AnsibleFilterError) as err:
+        place(hostvars, {"name": "web2", "vcpus": 1, "memory_mb": 256, "group": "web"}, hosts=HYPERVISORS)
+    assert "node2: in maintenance (mark /etc/kvmfleet/maintenance)" in str(err.value)
