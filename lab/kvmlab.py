@@ -285,7 +285,10 @@ def start_node(name, root, shared):
     ndir = node_dir(name)
     cmd = ["systemd-nspawn", "-D", str(root), "--machine=" + machine_name(name), "--register=no", "--keep-unit",
            "--boot", "--network-bridge=" + BRIDGE, "--capability=all", "--console=read-only",
-           "--bind=%s:%s" % (shared, SHARED_IMAGES)]
+           "--bind=%s:%s" % (shared, SHARED_IMAGES),
+           # nspawn's seccomp filter denies open_by_handle_at, which nfs-ganesha's VFS backend
+           # needs for every file it serves (the nodes already have every capability).
+           "--system-call-filter=open_by_handle_at"]
     for dev in ("/dev/kvm", "/dev/net/tun"):
         if os.path.exists(dev):
             cmd.append("--bind=" + dev)
@@ -353,12 +356,34 @@ def write_inventory(state, key, guest):
            "      kernel: %s" % guest["vmlinuz"],
            "      initrd: %s" % guest["initrd.img"],
            "      cmdline: console=ttyS0 loglevel=4",
+           "    # create_vm.yml boots the lab guest unless a request says otherwise.",
+           "    kvmfleet_vm_defaults:",
+           "      image: %s" % guest["base.qcow2"],
+           "      kernel: %s" % guest["vmlinuz"],
+           "      initrd: %s" % guest["initrd.img"],
+           "      cmdline: console=ttyS0 loglevel=4",
+           "    # Every node sees the whole machine's CPUs in /proc/stat, so a node's live CPU is the",
+           "    # machine's: placement must not refuse hosts for load their VMs did not cause.",
+           "    kvmfleet_cpu_threshold: 100",
            "    bridge_uplink: host0",
            "    bridge_name: br0",
            "    dhcp_interface: br0",
            "    dhcp_range_start: %s" % (SUBNET.network_address + 100),
            "    dhcp_range_end: %s" % (SUBNET.network_address + 199),
            "    dhcp_gateway: %s" % GATEWAY,
+           "    # The lab kernel has no NFS client or server: nfs-ganesha exports the shared image",
+           "    # directory (ext4 through the bind mount; the overlay root gives no file handles) and",
+           "    # the hypervisors keep the bind mount as their share instead of mounting it.",
+           "    nfs_server_backend: ganesha",
+           "    nfs_export_path: %s" % SHARED_IMAGES,
+           "    nfs_ganesha_graceless: true",
+           "    nfs_client_mount: false",
+           "    # Short Ganglia intervals, so tests see RRDs advance within a minute.",
+           "    ganglia_collect_every: 10",
+           "    ganglia_time_threshold: 20",
+           "    ganglia_gmetad_interval: 15",
+           "    ganglia_vm_interval: 10",
+           "    ganglia_vm_timeout: 5",
            "  children:",
            "    hypervisors:",
            "      hosts:"]
