@@ -83,6 +83,10 @@ class Lab:
             assert proc.returncode == 0, proc.stdout
         return proc
 
+    def network(self):
+        import ipaddress
+        return ipaddress.ip_network(self.env["KVMFLEET_LAB_SUBNET"])
+
     def hosts(self):
         import yaml
         inv = yaml.safe_load(self.inventory.read_text())
