@@ -162,33 +162,13 @@ RETURN = r"""
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import FACTS_VAR, plain, host_vars
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
     INVENTORY_DEFAULTS,
     Fleet,
     Host,
     Request,
 )
-
-FACTS_VAR = "kvmfleet_hypervisor"
-
-
-def _host_vars(hostvars, host):
-    try:
-        return hostvars[host]
-    except KeyError:
-        raise AnsibleFilterError("%s is not in the inventory" % host)
-
-
-def _plain(value):
-    """Ansible's lazy/unsafe containers -> plain dicts and lists."""
-    if isinstance(value, dict) or hasattr(value, "keys"):
-        return {str(k): _plain(value[k]) for k in value.keys()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
 
 def _domain(facts, name):
     for dom in (facts or {}).get("domains") or ():
@@ -201,19 +181,19 @@ def place(hostvars, request, hosts=None):
     """hostvars | kvmfleet.iaas.place(request, hosts=groups['hypervisors']) -> decision dict"""
     if not isinstance(request, dict) and not hasattr(request, "keys"):
         raise AnsibleFilterError("place: request must be a dict, got %s" % type(request).__name__)
-    request = _plain(request)
+    request = plain(request)
     if hosts is None:
-        hosts = [h for h in hostvars.keys() if _host_vars(hostvars, h).get(FACTS_VAR)]
+        hosts = [h for h in hostvars.keys() if host_vars(hostvars, h).get(FACTS_VAR)]
     elif isinstance(hosts, str):
         hosts = [hosts]
     model = []
     facts_by_host = {}
     for name in sorted(set(str(h) for h in hosts)):
-        variables = _host_vars(hostvars, name)
+        variables = host_vars(hostvars, name)
         facts = variables.get(FACTS_VAR)
-        facts = _plain(facts) if facts else None
+        facts = plain(facts) if facts else None
         facts_by_host[name] = facts
-        inventory = {key: _plain(variables.get(key)) for key in INVENTORY_DEFAULTS}
+        inventory = {key: plain(variables.get(key)) for key in INVENTORY_DEFAULTS}
         try:
             model.append(Host.from_facts(name, facts, inventory))
         except KvmfleetError as err:
