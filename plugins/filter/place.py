@@ -170,6 +170,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
     Request,
 )
 
+
 def _domain(facts, name):
     for dom in (facts or {}).get("domains") or ():
         if dom.get("name") == name:

@@ -29,7 +29,10 @@ import uuid as uuid_module
 from dataclasses import asdict, dataclass, replace
 from typing import Optional, Tuple
 
-from lxml import etree
+try:
+    from lxml import etree
+except ImportError:  # modules report the missing library (base_module) before using it
+    etree = None
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 

@@ -25,7 +25,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
+try:
+    from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
+    HAS_NETADDR = True
+except ImportError:  # modules report the missing library before using it
+    AddrFormatError = ValueError
+    IPAddress = IPNetwork = IPRange = IPSet = None
+    HAS_NETADDR = False
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import normalize_mac

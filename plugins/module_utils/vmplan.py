@@ -79,8 +79,8 @@ def check_existing(name, current, differences, disk_gb=None, disk_capacity_gb=No
     for field in sorted(differences):
         change = differences[field]
         hint = _RESIZE_HINT.get(field)
-        problems.append("%s is %r, asked %r%s" % (field, change["actual"], change["desired"],
-                                                    " (change it with %s)" % hint if hint else ""))
+        how = " (change it with %s)" % hint if hint else ""
+        problems.append("%s is %r, asked %r%s" % (field, change["actual"], change["desired"], how))
     if disk_gb is not None and disk_capacity_gb is not None and disk_capacity_gb != disk_gb:
         problems.append("disk_gb is %s, asked %s (disks are not resized)" % (disk_capacity_gb, disk_gb))
     if problems:

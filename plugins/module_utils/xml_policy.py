@@ -27,7 +27,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
-from lxml import etree
+try:
+    from lxml import etree
+except ImportError:  # callers report the missing library before using it
+    etree = None
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
     GUEST_AGENT_CHANNEL,

@@ -155,21 +155,66 @@ vm:
   returned: always
   type: dict
   contains:
-    name: {description: VM name., type: str, returned: always}
-    host: {description: Hostname of the hypervisor., type: str, returned: always}
-    state: {description: running, paused, shutoff, absent, ..., type: str, returned: always}
-    uuid: {description: Domain UUID (null in check mode for a new VM)., type: str, returned: when defined}
-    vcpus: {description: vCPUs at start., type: int, returned: when defined}
-    vcpus_max: {description: Hotplug maximum., type: int, returned: when defined}
-    memory_mb: {description: Memory at start in MiB., type: int, returned: when defined}
-    memory_max_mb: {description: Balloon maximum in MiB., type: int, returned: when defined}
-    disk: {description: Path of the VM's disk., type: str, returned: when defined}
-    disk_gb: {description: Virtual size of the disk., type: int, returned: when defined}
-    image: {description: Base image of the disk, if any., type: str, returned: when defined}
-    mac: {description: MAC of the NIC., type: str, returned: when defined}
-    group: {description: Affinity group., type: str, returned: when defined}
-    console: {description: Console file, when the serial console goes to a file., type: str, returned: when defined}
-    autostart: {description: Starts with the host., type: bool, returned: when defined}
+    name:
+      description: VM name.
+      type: str
+      returned: always
+    host:
+      description: Hostname of the hypervisor.
+      type: str
+      returned: always
+    state:
+      description: Power state (running, paused, shutoff, ...), or absent once deleted.
+      type: str
+      returned: always
+    uuid:
+      description: Domain UUID; null in check mode for a new VM.
+      type: str
+      returned: when defined
+    vcpus:
+      description: vCPUs at start.
+      type: int
+      returned: when defined
+    vcpus_max:
+      description: Hotplug maximum.
+      type: int
+      returned: when defined
+    memory_mb:
+      description: Memory at start in MiB.
+      type: int
+      returned: when defined
+    memory_max_mb:
+      description: Balloon maximum in MiB.
+      type: int
+      returned: when defined
+    disk:
+      description: Path of the VM's disk.
+      type: str
+      returned: when defined
+    disk_gb:
+      description: Virtual size of the disk in GiB.
+      type: int
+      returned: when defined
+    image:
+      description: Base image of the disk, or null.
+      type: str
+      returned: when defined
+    mac:
+      description: MAC of the NIC.
+      type: str
+      returned: when defined
+    group:
+      description: Affinity group, or null.
+      type: str
+      returned: when defined
+    console:
+      description: Console file when the serial console goes to a file, else null.
+      type: str
+      returned: when defined
+    autostart:
+      description: Whether the VM starts with the host.
+      type: bool
+      returned: when defined
 """
 
 import math
@@ -335,7 +380,7 @@ class VmModule(KvmfleetModule):
         facts = domain_facts(before_xml)
         if not facts["managed"]:
             raise NotManaged("a domain named %s exists on this host and was not made by kvmfleet; "
-                                    "it is left untouched" % name, name=name)
+                             "it is left untouched" % name, name=name)
         disk_name = vmplan.volume_name(name)
         ours = [d["path"] for d in facts["disks"] if d["path"] and d["path"].endswith("/" + disk_name)]
         current = dict(managed=True, state=virt.domain_state(dom), autostart=virt.autostart(dom))
@@ -352,8 +397,8 @@ class VmModule(KvmfleetModule):
                     virt.undefine_domain(dom, keep_nvram=False)
                 elif step == vmplan.DELETE_DISK and volume is not None:
                     virt.delete_volume(volume)
-        result = dict(changed=True, steps=steps, vm=dict(name=name, host=virt.hostname(), state="absent",
-                                                       disk=ours[0] if ours else None))
+        gone = dict(name=name, host=virt.hostname(), state="absent", disk=ours[0] if ours else None)
+        result = dict(changed=True, steps=steps, vm=gone)
         if self.module._diff:
             result["diff"] = dict(before=pretty(before_xml), after="")
         return result

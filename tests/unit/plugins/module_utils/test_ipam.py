@@ -84,9 +84,8 @@ def test_dhcp_pool_reservations_leases_and_answering_are_skipped_with_reasons():
 
 
 def test_dhcp_pool_is_never_chosen():
-    choice = choose_ip(NET, MAC, ip_range="192.0.2.98-192.0.2.200", reservations={OTHER: "192.0.2.98",
-                                                                                   "52:54:00:00:00:09": "192.0.2.99"},
-                       **SITE)
+    held = {OTHER: "192.0.2.98", "52:54:00:00:00:09": "192.0.2.99"}
+    choice = choose_ip(NET, MAC, ip_range="192.0.2.98-192.0.2.200", reservations=held, **SITE)
     assert choice.ip == "192.0.2.200"
     assert choice.skipped == {"reserved_for_other_mac": 2, "reserved": 100}
 
