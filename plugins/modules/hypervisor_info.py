@@ -167,7 +167,7 @@ hypervisor:
       description: Live use, sampled over O(sample_seconds).
       type: dict
       returned: always
-      sample: {cpu_percent: 41.5, memory_percent: 46.2, sample_seconds: 1.0}
+      sample: {cpu_percent: 41.5, memory_percent: 46.2, sample_seconds: 1.0, vm_cpu_percent: 6.0}
       contains:
         cpu_percent:
           description: Host-wide CPU use, 0 to 100; null when O(sample_seconds=0).
@@ -181,6 +181,15 @@ hypervisor:
           description: The sampling window.
           type: float
           returned: always
+        vm_cpu_percent:
+          description:
+            - CPU used by this host's running domains, 0 to 100 of the host's CPUs (the sum of their
+              RV(hypervisor.domains[].cpu_percent) over RV(hypervisor.cpus)).
+            - Tells hosts apart where the host-wide figure cannot, for example containers sharing one
+              machine. Null when O(sample_seconds=0).
+          type: float
+          returned: always
+          version_added: "0.1.0"
     maintenance:
       description:
         - Whether the host carries the maintenance mark C(/etc/kvmfleet/maintenance) that

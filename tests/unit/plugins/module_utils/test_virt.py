@@ -378,7 +378,9 @@ def test_hypervisor_fact_and_its_unreachable_form_have_the_same_keys():
                                 domains, 41.5, 1)
     assert fact["reachable"] is True and fact["error"] is None
     assert fact["allocated"] == {"vcpus": 2, "memory_mb": 1024, "disk_gb": 30, "domains": 1}
-    assert fact["utilization"] == {"cpu_percent": 41.5, "memory_percent": 46.2, "sample_seconds": 1.0}
+    # web1 (running, 12 % of one CPU) on 2 CPUs: the host's domains use 6 % of it
+    assert fact["utilization"] == {"cpu_percent": 41.5, "memory_percent": 46.2, "sample_seconds": 1.0,
+                                   "vm_cpu_percent": 6.0}
     down = virt.unreachable_hypervisor(ConnectionFailed("no route to host"))
     assert down["reachable"] is False and down["error"] == "no route to host"
     assert set(down) == set(fact)
@@ -687,3 +689,14 @@ def test_a_hung_domain_is_skipped_not_fatal(test_driver):
     assert [d["name"] for d in listing["domains"]] == ["kvf-db", "test"]
     assert [s["name"] for s in listing["skipped"]] == ["kvf-web"]
     assert "did not answer within 0.3 s" in listing["skipped"][0]["error"]
+
+
+def test_vm_cpu_percent_sums_running_domains_over_host_cpus():
+    doms = [{"state": "running", "cpu_percent": 100.0}, {"state": "running", "cpu_percent": 50.0},
+            {"state": "shutoff", "cpu_percent": 0.0}]
+    assert virt.vms_cpu_percent(doms, 2) == 75.0
+    assert virt.vms_cpu_percent([], 2) == 0.0
+    assert virt.vms_cpu_percent(doms + [{"state": "running", "cpu_percent": None}], 2) is None
+    assert virt.vms_cpu_percent(doms, 0) is None
+    unsampled = virt.hypervisor_fact("n", ["qemu"], 2, 3900, 2100, virt.storage_fact("/x", None, None), [], None, 0)
+    assert unsampled["utilization"]["vm_cpu_percent"] is None

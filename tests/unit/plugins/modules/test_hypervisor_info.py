@@ -63,8 +63,10 @@ def test_reports_the_schema_of_a_reachable_host(test_driver, run_module):
     assert hv["allocated"]["domains"] == 3
     assert hv["allocated"]["vcpus"] == 8
     assert hv["allocated"]["memory_mb"] == 2048 + 1024 + 2048
-    assert set(hv["utilization"]) == {"cpu_percent", "memory_percent", "sample_seconds"}
+    assert set(hv["utilization"]) == {"cpu_percent", "memory_percent", "sample_seconds", "vm_cpu_percent"}
     assert hv["utilization"]["sample_seconds"] == 0.2
+    running = [d["cpu_percent"] for d in hv["domains"] if d["state"] == "running"]
+    assert hv["utilization"]["vm_cpu_percent"] == (None if None in running else round(sum(running) / hv["cpus"], 1))
     for domain in hv["domains"]:
         assert set(domain) == DOMAIN_KEYS
     by_name = dict((d["name"], d) for d in hv["domains"])
@@ -81,6 +83,7 @@ def test_sample_seconds_zero_skips_sampling(test_driver, run_module):
     hv = run_module(hypervisor_info, {"uri": "test:///default", "sample_seconds": 0})["hypervisor"]
     assert time.monotonic() - started < 1.0
     assert hv["utilization"]["cpu_percent"] is None
+    assert hv["utilization"]["vm_cpu_percent"] is None
     assert hv["utilization"]["sample_seconds"] == 0.0
     assert hv["storage"] == {"path": "/srv/kvmfleet/images", "total_gb": None, "free_gb": None}
 
