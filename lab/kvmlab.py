@@ -207,6 +207,12 @@ def ensure_nat(state):
     save_state(state)
 
 
+def bridge_ports():
+    """Interfaces enslaved to the lab bridge (the nodes' host-side veths)."""
+    res = run(["ip", "-o", "link", "show", "master", BRIDGE], check=False, capture=True)
+    return [line.split(":")[1].strip().split("@")[0] for line in res.stdout.splitlines() if ":" in line]
+
+
 def remove_nat(state):
     if shutil.which("iptables") is None:
         return
@@ -501,8 +507,19 @@ def cmd_down(args):
         save_state(state)
         if not args.keep and not mounted(node_dir(name) / "root"):
             shutil.rmtree(node_dir(name), ignore_errors=True)
-    # Only the bridge the lab made, found by its name; its veths went with the containers.
+    # Only the bridge the lab made, found by its name. Its ports are the nodes' veths, which go
+    # when the last process of a node's network namespace has exited; that can lag behind the
+    # node's nspawn (QEMU guests take a moment to die), and a leftover veth would block the next
+    # `up`. So wait for the ports to go before the bridge, which is how they are found.
     if run(["ip", "link", "show", BRIDGE], check=False, capture=True).returncode == 0:
+        deadline = time.time() + 120
+        while bridge_ports() and time.time() < deadline:
+            time.sleep(0.5)
+        left = bridge_ports()
+        if left:
+            log("veths %s of %s are still there after 120 s; removing them" % (", ".join(left), BRIDGE))
+            for port in left:
+                run(["ip", "link", "del", port], check=False, capture=True)
         run(["ip", "link", "del", BRIDGE])
     remove_nat(state)
     if not args.keep:

@@ -3,6 +3,7 @@ and the lab guest booting on every node with an address from the dhcp role's ser
 import json
 import shutil
 import subprocess
+from ipaddress import ip_address
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_lab_guest_boots_on_every_node_with_an_address_from_the_dhcp_role(onboar
         run = create(onboarded, tmp_path, name, host=node)
         assert run.rc == 0, run
         assert run.report["host"] == node and run.report["state"] == "running"
-        assert run.report["ip"] and run.report["ip"] in network, run.report
+        assert run.report["ip"] and ip_address(run.report["ip"]) in network, run.report
         assert pings(run.report["ip"]), run.report
 
 
@@ -87,7 +88,6 @@ def test_ip_range_gives_an_address_inside_it(onboarded, tmp_path, vms):
     first, last = net.network_address + 50, net.network_address + 52
     run = create(onboarded, tmp_path, "fixed1", ip_range="%s-%s" % (first, last))
     assert run.rc == 0, run
-    from ipaddress import ip_address
     assert first <= ip_address(run.report["ip"]) <= last, run.report
     assert pings(run.report["ip"])
 
