@@ -46,9 +46,20 @@ INVENTORY_DEFAULTS = {
     "kvmfleet_reserved_host_memory_mb": 512,
     "kvmfleet_cpu_threshold": 80.0,
     "kvmfleet_memory_threshold": 85.0,
+    # Where a host's live CPU comes from: "host" (the node's own CPU counters) or "vms" (the sum of
+    # its VMs' CPU over its CPUs), for hosts whose counters are shared, like the lab's containers.
+    "kvmfleet_cpu_source": "host",
 }
+CPU_SOURCES = ("host", "vms")
 
 NO_FACTS = "no facts gathered"
+
+
+def vm_cpu_percent(facts):
+    """A host's CPU use as its VMs make it: their CPU % (of one host CPU each) over the host's CPUs."""
+    cpus = facts.get("cpus") or 0
+    used = sum(dom.get("cpu_percent") or 0.0 for dom in facts.get("domains") or ())
+    return min(100.0, used / cpus) if cpus else 0.0
 
 # Slack added to the tree's upper bounds wherever they are not computed by the very same float
 # operations as a host's score; far above rounding error, far below any meaningful score gap.
@@ -229,6 +240,10 @@ class Host:
         allocated = facts.get("allocated") or {}
         utilization = facts.get("utilization") or {}
         storage = facts.get("storage") or {}
+        cpu_source = var("kvmfleet_cpu_source")
+        if cpu_source not in CPU_SOURCES:
+            raise ValidationError("kvmfleet_cpu_source of %s must be one of %s, got %r"
+                                  % (name, ", ".join(CPU_SOURCES), cpu_source))
         return cls(
             name,
             cpus=_number(facts.get("cpus"), "cpus", name, 0, True),
@@ -239,7 +254,8 @@ class Host:
             used_memory_mb=_number(allocated.get("memory_mb"), "allocated.memory_mb", name, 0, True),
             used_disk_gb=_number(allocated.get("disk_gb"), "allocated.disk_gb", name, 0, True),
             # Unknown live figures (no CPU sample) are taken as idle: allocation still limits.
-            cpu_percent=_number(utilization.get("cpu_percent"), "utilization.cpu_percent", name, 0.0),
+            cpu_percent=(_number(utilization.get("cpu_percent"), "utilization.cpu_percent", name, 0.0)
+                         if cpu_source == "host" else vm_cpu_percent(facts)),
             memory_percent=_number(utilization.get("memory_percent"), "utilization.memory_percent", name, 0.0),
             domains=[Domain.from_fact(d, name) for d in facts.get("domains") or ()],
             **settings

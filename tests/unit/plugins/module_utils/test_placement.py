@@ -440,3 +440,16 @@ def test_request_against_fleet_validation(request_, message):
 def test_bad_inventory_ratio():
     with pytest.raises(ValidationError, match="cpu allocation ratio of a must be > 0"):
         P.Host.from_facts("a", {"cpus": 2}, {"kvmfleet_cpu_allocation_ratio": 0})
+
+
+def test_cpu_source_vms_measures_a_host_by_its_own_vms():
+    facts = dict(reachable=True, cpus=2, memory_mb=8192, memory_free_mb=6000, virt_types=["qemu"],
+                 storage=dict(total_gb=100, free_gb=90), allocated=dict(vcpus=2, memory_mb=512, disk_gb=2),
+                 utilization=dict(cpu_percent=100.0, memory_percent=20.0),
+                 domains=[dict(name="a", state="running", vcpus=1, memory_mb=256, cpu_percent=100.0),
+                          dict(name="b", state="running", vcpus=1, memory_mb=256, cpu_percent=50.0)])
+    by_host = P.Host.from_facts("n1", facts, {})
+    by_vms = P.Host.from_facts("n1", facts, {"kvmfleet_cpu_source": "vms"})
+    assert by_host.cpu_percent == 100.0 and by_vms.cpu_percent == 75.0
+    with pytest.raises(ValidationError, match="kvmfleet_cpu_source of n1 must be one of host, vms"):
+        P.Host.from_facts("n1", facts, {"kvmfleet_cpu_source": "guess"})
