@@ -361,6 +361,17 @@ def domain_cpu_percent(state, before_ns, after_ns, seconds):
     return round(100.0 * (after_ns - before_ns) / (seconds * 1e9), 1)
 
 
+def domain_cpu_time(stats):
+    """A domain's CPU time in ns from bulk stats: ``cpu.time``, or where libvirt cannot read it
+    (no cpuacct cgroup, as for libvirtd in a container) the sum of the vCPU threads'
+    ``vcpu.<n>.time``. None when neither is there."""
+    if stats.get("cpu.time") is not None:
+        return stats["cpu.time"]
+    times = [value for key, value in stats.items()
+             if key.startswith("vcpu.") and key.endswith(".time") and key.count(".") == 2]
+    return sum(times) if times else None
+
+
 def host_cpu_percent(before, after):
     """Host-wide busy percent between two ``nodeGetCPUStats`` samples (ns counters)."""
     if not before or not after:
@@ -895,7 +906,7 @@ class VirtConnection:
             if rows:
                 try:
                     closing = self.domain_stats(None if name is None else [r[0] for r in rows],
-                                                flags=STATS_STATE | STATS_CPU_TOTAL)
+                                                flags=STATS_STATE | STATS_CPU_TOTAL | STATS_VCPU)
                 except DomainNotFound:
                     closing = []
                 latest = dict((dom.UUIDString(), stats) for dom, stats in closing)
@@ -911,8 +922,8 @@ class VirtConnection:
                 if closing_stats is None:
                     continue  # undefined during the window
                 current.update((k, v) for k, v in closing_stats.items() if k.startswith("state."))
-            cpu = domain_cpu_percent(state_name(current.get("state.state")), stats.get("cpu.time"),
-                                     closing_stats.get("cpu.time"), elapsed)
+            cpu = domain_cpu_percent(state_name(current.get("state.state")), domain_cpu_time(stats),
+                                     domain_cpu_time(closing_stats), elapsed)
             fact = domain_fact(current, xml_info, cpu_percent=cpu, addresses=addresses, block_fallback=fallback)
             if with_metadata:
                 fact["metadata"] = xml_info["metadata"]

@@ -700,3 +700,10 @@ def test_vm_cpu_percent_sums_running_domains_over_host_cpus():
     assert virt.vms_cpu_percent(doms, 0) is None
     unsampled = virt.hypervisor_fact("n", ["qemu"], 2, 3900, 2100, virt.storage_fact("/x", None, None), [], None, 0)
     assert unsampled["utilization"]["vm_cpu_percent"] is None
+
+
+def test_domain_cpu_time_falls_back_to_the_vcpu_threads():
+    assert virt.domain_cpu_time({"cpu.time": 5, "vcpu.0.time": 1}) == 5
+    # libvirtd without a cpuacct cgroup (a container) reports only the vCPU threads
+    assert virt.domain_cpu_time({"vcpu.current": 2, "vcpu.0.time": 3, "vcpu.1.time": 4, "vcpu.0.wait": 9}) == 7
+    assert virt.domain_cpu_time({"state.state": 1}) is None
