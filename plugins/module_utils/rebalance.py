@@ -68,7 +68,7 @@ DEFAULTS = {
 }
 
 # Per-host inventory variables of the patrol (docs/patrol.md); thresholds default to placement's.
-PATROL_VARS = ("kvmfleet_patrol_cpu_source", "kvmfleet_patrol_cpu_threshold",
+PATROL_VARS = ("kvmfleet_patrol_cpu_source", "kvmfleet_cpu_source", "kvmfleet_patrol_cpu_threshold",
                "kvmfleet_patrol_memory_threshold", "kvmfleet_migration_storage", "kvmfleet_virt_type")
 _EPS = 1e-9
 _INF = float("inf")
@@ -329,9 +329,10 @@ def _host_view(name, facts, inventory):
     view.name = name
     view.facts = facts
     view.inventory = inventory
-    source = inventory.get("kvmfleet_patrol_cpu_source") or "host"
+    # the patrol's own source, else placement's (kvmfleet_cpu_source), else the host's counters
+    source = inventory.get("kvmfleet_patrol_cpu_source") or inventory.get("kvmfleet_cpu_source") or "host"
     if source not in CPU_SOURCES:
-        raise ValidationError("kvmfleet_patrol_cpu_source of %s must be one of %s, got %r"
+        raise ValidationError("kvmfleet_patrol_cpu_source (or kvmfleet_cpu_source) of %s must be one of %s, got %r"
                               % (name, ", ".join(CPU_SOURCES), source))
     view.cpu_source = source
 
@@ -361,6 +362,8 @@ def _patrol_host(view):
         facts = dict(facts)
         facts["utilization"] = dict(facts.get("utilization") or {}, cpu_percent=view.cpu)
     inventory = dict(view.inventory)
+    if "kvmfleet_cpu_source" in INVENTORY_DEFAULTS:
+        inventory["kvmfleet_cpu_source"] = "host"  # utilization.cpu_percent holds the patrol's figure
     inventory["kvmfleet_cpu_threshold"] = view.cpu_threshold
     inventory["kvmfleet_memory_threshold"] = view.memory_threshold
     return Host.from_facts(view.name, facts if view.reachable else (facts or None), inventory)

@@ -338,3 +338,13 @@ def test_history_survives_garbage_and_loads_report():
     loads = R.loads_of(hot_cluster())
     assert loads["over"] == ["node1"] and loads["hosts"]["node1"]["cpu_percent"] == 90.0
     assert loads["spread"]["cpu"] > 0
+
+
+def test_placement_cpu_source_is_the_default_source():
+    f = {"node1": facts([dom("a", 100), dom("b", 100)], cpus=2, cpu=100.0),
+         "node2": facts([], cpus=2, cpu=100.0)}
+    inv = {n: {"kvmfleet_cpu_source": "vms", "kvmfleet_patrol_cpu_threshold": 60} for n in f}
+    result = run(f, inv)
+    assert result["hosts"]["node1"]["cpu_source"] == "vms" and result["moves"] == 1
+    inv["node1"]["kvmfleet_patrol_cpu_source"] = "host"   # the patrol's own variable wins
+    assert run(f, inv)["hosts"]["node1"]["cpu_source"] == "host"

@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmfleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""kvmfleet.iaas.rebalance, patrol_record and patrol_loads with a dict standing in for hostvars."""
+"""kvmfleet.iaas.rebalance, patrol_record and patrol_loads with a dict standing in for hostvars.
+
+(Not test_rebalance.py: pytest imports test files by basename here, and
+tests/unit/plugins/module_utils/test_rebalance.py has that name.)"""
 
 import json
 
