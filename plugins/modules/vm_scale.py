@@ -344,8 +344,11 @@ class VmScaleModule(KvmfleetModule):
             except VirtError:
                 pass
         if new < old:
-            raise scaling.GuestRefused("%s: the guest did not release the CPU (unplugging from %d to %d vCPUs: %s)"
-                                       % (name, old, new, failure), name=name, libvirt_error=str(failure))
+            raise scaling.GuestRefused(
+                "%s: the guest did not release the CPU: unplugging from %d to %d vCPUs, libvirt answered \"%s\" and "
+                "still counts %s vCPUs after %g s more; the definition keeps the count libvirt runs"
+                % (name, old, new, failure, virt.vcpu_counts(dom)["live"], self.params["wait"]),
+                name=name, libvirt_error=str(failure))
         failure.msg = "%s: adding vCPUs (%d to %d) failed: %s" % (name, old, new, failure.msg)
         raise failure
 
