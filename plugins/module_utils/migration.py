@@ -120,6 +120,13 @@ def plan_migration(options, active=True):
     timeout = _positive(o, "migration_timeout", integer=False)
     after_seconds = _positive(o, "post_copy_after_seconds", integer=False, allow_zero=True)
     after_iterations = _positive(o, "post_copy_after_iterations", allow_zero=True)
+    ac_initial = _positive(o, "auto_converge_initial")
+    ac_increment = _positive(o, "auto_converge_increment")
+    for key, value in (("auto_converge_initial", ac_initial), ("auto_converge_increment", ac_increment)):
+        if value is not None and not auto_converge:
+            raise ValidationError("%s needs auto_converge=true" % key, option=key)
+        if value is not None and value > 99:
+            raise ValidationError("%s is a percentage of CPU time, 1 to 99, not %s" % (key, value), option=key)
 
     if undefine_source and not persistent:
         raise ValidationError("undefine_source without persistent would leave the VM defined nowhere",
@@ -145,7 +152,8 @@ def plan_migration(options, active=True):
         # Offline: only the definition moves; there is nothing to stream, converge or copy.
         if not persistent:
             raise ValidationError("a shut-off VM can only be moved with persistent=true", option="persistent")
-        live_only = [k for k in ("bandwidth", "max_downtime", "parallel_connections", "migration_timeout")
+        live_only = [k for k in ("bandwidth", "max_downtime", "parallel_connections", "migration_timeout",
+                                 "auto_converge_initial", "auto_converge_increment")
                      if o.get(k) is not None]
         if post_copy or auto_converge or compression != "none" or storage != "shared" or live_only:
             raise ValidationError("the VM is shut off: only its definition moves, so live-migration options "
@@ -180,6 +188,10 @@ def plan_migration(options, active=True):
         params["BANDWIDTH"] = bandwidth
         if postcopy:
             params["BANDWIDTH_POSTCOPY"] = bandwidth
+    if ac_initial is not None:
+        params["AUTO_CONVERGE_INITIAL"] = ac_initial
+    if ac_increment is not None:
+        params["AUTO_CONVERGE_INCREMENT"] = ac_increment
     if compression != "none":
         flags.append("COMPRESSED")
         params["COMPRESSION"] = compression

@@ -14,7 +14,7 @@ short_description: Live-migrate a VM from this hypervisor to another
 version_added: "0.1.0"
 description:
   - Runs on the source hypervisor (use C(delegate_to)) and migrates the VM O(name)
-    peer-to-peer to the hypervisor at O(destination_uri): the source libvirtd connects to the
+    peer-to-peer to the hypervisor at O(destination_uri); the source libvirtd connects to the
     destination's itself, over the transport the URI names.
   - The migration runs in a background thread while the module polls libvirt's job statistics;
     it switches to post-copy (O(post_copy_after_seconds), O(post_copy_after_iterations)) and
@@ -78,6 +78,12 @@ options:
     description: Let qemu throttle the guest's vCPUs when memory is dirtied faster than it is sent.
     type: bool
     default: false
+  auto_converge_initial:
+    description: First throttle of auto-converge, in percent of CPU time (qemu's default 20). Needs O(auto_converge).
+    type: int
+  auto_converge_increment:
+    description: Throttle added at each further pass, in percent (qemu's default 10). Needs O(auto_converge).
+    type: int
   post_copy:
     description:
       - Allow switching to post-copy, where the VM runs on the destination and fetches the pages
@@ -266,7 +272,8 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import VirtConn
 # libvirt's VIR_ERR_MIGRATE_UNSAFE: "Migration without shared storage is unsafe"
 MIGRATE_UNSAFE = 81
 
-PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge", "post_copy",
+PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge",
+                "auto_converge_initial", "auto_converge_increment", "post_copy",
                 "post_copy_after_seconds", "post_copy_after_iterations", "bandwidth", "max_downtime",
                 "compression", "parallel_connections", "migration_timeout", "timeout_action")
 
@@ -283,6 +290,8 @@ class VmMigrate(KvmfleetModule):
         storage=dict(type="str", default="shared", choices=list(migration.STORAGE_MODES)),
         unsafe_reason=dict(type="str"),
         auto_converge=dict(type="bool", default=False),
+        auto_converge_initial=dict(type="int"),
+        auto_converge_increment=dict(type="int"),
         post_copy=dict(type="bool", default=False),
         post_copy_after_seconds=dict(type="float"),
         post_copy_after_iterations=dict(type="int"),
@@ -354,10 +363,9 @@ class VmMigrate(KvmfleetModule):
         if run["error"] is not None:
             err = run["error"]
             if run["aborted"]:
-                raise VirtError("%s: migration to %s did not finish within %g s and was aborted (%s); "
-                                "the VM still runs on %s" % (name, result["destination"], plan.timeout, err,
-                                                              result["source"]),
-                                aborted=True, **where)
+                msg = ("%s: migration to %s did not finish within %g s and was aborted (%s); the VM still runs on %s"
+                       % (name, result["destination"], plan.timeout, err, result["source"]))
+                raise VirtError(msg, aborted=True, **where)
             state = self.state_after_failure(src, dom)
             hint = ""
             if err.details.get("libvirt_code") == MIGRATE_UNSAFE:

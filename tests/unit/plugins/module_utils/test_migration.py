@@ -202,3 +202,13 @@ def test_same_host():
     assert not mg.same_host("node1", "node2")
     assert mg.same_host("a", "b", "u1", "u1")
     assert not mg.same_host(None, None)
+
+
+def test_auto_converge_tuning():
+    p = plan(auto_converge=True, auto_converge_initial=50, auto_converge_increment=20)
+    assert "AUTO_CONVERGE" in p.flags
+    assert p.params == {"AUTO_CONVERGE_INITIAL": 50, "AUTO_CONVERGE_INCREMENT": 20}
+    with pytest.raises(ValidationError, match="needs auto_converge"):
+        plan(auto_converge_initial=50)
+    with pytest.raises(ValidationError, match="1 to 99"):
+        plan(auto_converge=True, auto_converge_increment=100)
