@@ -41,6 +41,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
     Host,
     Request,
 )
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.scaling import Sizes, target_sizes
 
 MODES = ("balance", "consolidate")
 CPU_SOURCES = ("host", "vms")
@@ -56,7 +57,7 @@ DEFAULTS = {
     "keep_observations": 10,        # observations kept per host and per VM
     "autoscale": False,
     "vm_cpu_threshold": 90.0,       # percent of the VM's vCPUs
-    "autoscale_step": 1,            # vCPUs added per scale-up
+    "autoscale_step": 1,            # vCPUs added per scale-up, or a percentage such as "50%" (scaling.py)
     "low_cpu_threshold": 20.0,      # consolidate: hosts under both low thresholds are emptied
     "low_memory_threshold": 50.0,
     "min_hosts": 1,                 # consolidate: hosts that keep running VMs at least
@@ -120,7 +121,7 @@ def options_from(**given):
             opts[key] = value
     if opts["mode"] not in MODES:
         raise ValidationError("mode must be one of %s, got %r" % (", ".join(MODES), opts["mode"]))
-    for key in ("hot_observations", "max_moves", "autoscale_step", "keep_observations", "min_hosts", "search_limit"):
+    for key in ("hot_observations", "max_moves", "keep_observations", "min_hosts", "search_limit"):
         try:
             opts[key] = int(opts[key])
         except (TypeError, ValueError):
@@ -680,7 +681,12 @@ class _Context:
             self.notes.append("%s on %s is saturated (%.0f%% of %d vCPUs) but at its maximum of %d vCPUs"
                               % (dom["name"], name, load / max(vcpus, 1), vcpus, vcpus_max))
             return
-        new = min(vcpus_max, vcpus + self.opts["autoscale_step"])
+        # the new size as scale_vm.yml computes a relative request (scaling.target_sizes)
+        memory = max(1, int(_num(dom.get("memory_mb"), 1)))
+        current = Sizes(vcpus=vcpus, vcpus_max=vcpus_max, memory_mb=memory,
+                        memory_max_mb=int(_num(dom.get("memory_max_mb"), memory)))
+        new, _memory = target_sizes(current, resource="cpu", direction="up", step=self.opts["autoscale_step"])
+        new = min(vcpus_max, new)
         disks = dom.get("disks") or ()
         request = Request(name=dom["name"], vcpus=new, memory_mb=max(1, int(_num(dom.get("memory_mb"), 1))),
                           disk_gb=int(sum(_num(d.get("capacity_gb"), 0) for d in disks)),

@@ -348,3 +348,14 @@ def test_placement_cpu_source_is_the_default_source():
     assert result["hosts"]["node1"]["cpu_source"] == "vms" and result["moves"] == 1
     inv["node1"]["kvmfleet_patrol_cpu_source"] = "host"   # the patrol's own variable wins
     assert run(f, inv)["hosts"]["node1"]["cpu_source"] == "host"
+
+
+def test_autoscale_step_follows_scale_vm_rules():
+    f = {"node1": facts([dom("busy", 195, vcpus=2, vcpus_max=8)]), "node2": facts([])}
+    scale = run(f, autoscale=True, autoscale_step="100%")["actions"][0]
+    assert (scale["vcpus_from"], scale["vcpus"]) == (2, 4)
+    f["node1"]["domains"][0]["vcpus_max"] = 3
+    capped = run(f, autoscale=True, autoscale_step=20)["actions"][0]
+    assert capped["vcpus"] == 3
+    with pytest.raises(ValidationError):
+        run(f, autoscale=True, autoscale_step="lots")
