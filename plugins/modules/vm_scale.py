@@ -144,7 +144,7 @@ vm:
   contains:
     name: {description: VM name., type: str, returned: always}
     host: {description: Hostname of the hypervisor., type: str, returned: always}
-    state: {description: running, paused, shutoff, ..., type: str, returned: always}
+    state: {description: "Power state: running, paused, shutoff, ...", type: str, returned: always}
 before:
   description: Sizes before the task.
   returned: always
@@ -166,7 +166,7 @@ guest:
   type: dict
   contains:
     vcpus: {description: vCPUs the running VM has (libvirt's vcpu info)., type: int, returned: when running}
-    balloon_mb: {description: The balloon's actual size, the memory the guest has (MiB)., type: int, returned: when running}
+    balloon_mb: {description: "The balloon's actual size: the memory the guest has (MiB).", type: int, returned: when running}
     vcpus_taken: {description: The running VM has the requested vCPUs., type: bool, returned: when running}
     memory_taken: {description: The balloon reached the requested memory (within 1 MiB)., type: bool, returned: when running}
 """
