@@ -141,8 +141,9 @@ def test_placement_refuses_with_every_host_and_its_reason_when_the_cluster_is_fu
 @pytest.mark.parametrize("request_vars, message", [
     (dict(name="Bad_Name"), "name="),
     (dict(name="a" * 64), "name="),
-    (dict(name="zero1", vcpus=0), "vcpus=0"),
-    (dict(name="neg1", memory_mb=-1), "memory_mb=-1"),
+    # -e gives strings, and the message quotes the value as given.
+    (dict(name="zero1", vcpus=0), "vcpus='0': must be >= at least one vCPU"),
+    (dict(name="neg1", memory_mb=-1), "memory_mb='-1': must be >="),
     (dict(name="huge1", disk_gb=10 ** 9), "disk_gb="),
     (dict(name="wide1", vcpus=64), "host maximum"),
     (dict(name="noimg1", image="/srv/kvmfleet/images/missing.qcow2"), "image="),
