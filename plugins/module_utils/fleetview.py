@@ -41,9 +41,13 @@ def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unre
     unreachable}. Raises ValidationError for bad input, and refuses while hosts are unreachable
     (a VM of that name, or its MAC, could be on them) unless ``ignore_unreachable``.
     """
-    spec = validate_vm_request(request, pool_dir=image_dir, network=network,
-                               path_exists=lambda _path: True)  # the chosen host checks the file
     unreachable = unreachable_hosts(facts_by_host)
+    # No VM can be larger than the largest host; that host's own check (vm module) is exact.
+    reachable = [facts for host, facts in facts_by_host.items() if host not in unreachable]
+    spec = validate_vm_request(request, pool_dir=image_dir, network=network,
+                               host_max_vcpus=max((f.get("cpus") or 0 for f in reachable), default=None) or None,
+                               host_memory_mb=max((f.get("memory_mb") or 0 for f in reachable), default=None) or None,
+                               path_exists=lambda _path: True)  # the chosen host checks the file
     if unreachable and not ignore_unreachable:
         raise ValidationError(
             "cannot check that the name %s and its MAC are unique while these hypervisors cannot be read: %s "

@@ -7,8 +7,9 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import deriv
 REQUEST = dict(name="web1", vcpus=2, memory_mb=1024, disk_gb=10)
 
 
-def host(*domains, reachable=True):
-    return dict(reachable=reachable, error=None if reachable else "libvirt did not answer", domains=list(domains))
+def host(*domains, reachable=True, cpus=8, memory_mb=16384):
+    return dict(reachable=reachable, error=None if reachable else "libvirt did not answer", domains=list(domains),
+                cpus=cpus, memory_mb=memory_mb)
 
 
 def dom(name, mac):
@@ -54,3 +55,12 @@ def test_bad_requests_are_refused(change, message):
         prepare_vm({"node1": host()}, dict(REQUEST, **change), image_dir="/srv/kvmfleet/images",
                    network="10.213.0.0/24")
     assert message in str(err.value)
+
+
+def test_no_vm_larger_than_the_largest_reachable_host():
+    facts = {"node1": host(cpus=2), "node2": host(cpus=4, memory_mb=4096), "node3": host(cpus=64, reachable=False)}
+    with pytest.raises(ValidationError, match="vcpus=8: must be <= the host maximum \\(4\\)"):
+        prepare_vm(facts, dict(REQUEST, vcpus=8), ignore_unreachable=True)
+    with pytest.raises(ValidationError, match="memory_mb=20000: must be <= the host memory \\(16384\\)"):
+        prepare_vm(facts, dict(REQUEST, memory_mb=20000), ignore_unreachable=True)
+    assert prepare_vm(facts, dict(REQUEST, vcpus=4), ignore_unreachable=True)["request"]["vcpus"] == 4
