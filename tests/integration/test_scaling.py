@@ -61,12 +61,20 @@ def guest_status(lab, node, name, until, timeout=60):
     raise AssertionError("the guest of %s never reported what was expected; last status %s" % (name, last))
 
 
+@pytest.fixture(scope="session")
+def scale_lab(lab):
+    """The lab, onboarded without Ganglia: scaling needs none of it, and the machine is shared."""
+    run = lab.playbook("setup_node", "-e", '{"setup_ganglia": false}')
+    assert run.rc == 0, run
+    return lab
+
+
 @pytest.fixture
-def vms(onboarded, tmp_path):
+def vms(scale_lab, tmp_path):
     names = []
     yield names
     for name in names:
-        onboarded.playbook("delete_vm", "-e", "name=%s" % name, "-e", "ignore_unreachable=true")
+        scale_lab.playbook("delete_vm", "-e", "name=%s" % name, "-e", "ignore_unreachable=true")
 
 
 def make(lab, tmp_path, vms, name, host, **size):
@@ -79,43 +87,43 @@ def make(lab, tmp_path, vms, name, host, **size):
     return run.report
 
 
-def test_scale_up_in_place_the_guest_sees_it_and_a_second_run_changes_nothing(onboarded, tmp_path, vms):
-    node = list(onboarded.hosts())[0]
-    make(onboarded, tmp_path, vms, "grow1", node)
-    _cpus, _present, mem_before = guest_status(onboarded, node, "grow1", lambda s: True)
-    run = scale(onboarded, tmp_path, "grow1", vcpus=2, memory_mb=384)
+def test_scale_up_in_place_the_guest_sees_it_and_a_second_run_changes_nothing(scale_lab, tmp_path, vms):
+    node = list(scale_lab.hosts())[0]
+    make(scale_lab, tmp_path, vms, "grow1", node)
+    _cpus, _present, mem_before = guest_status(scale_lab, node, "grow1", lambda s: True)
+    run = scale(scale_lab, tmp_path, "grow1", vcpus=2, memory_mb=384)
     assert run.rc == 0, run
     report = run.report
     assert report["host"] == node and report["migration"] is None and report["changed"] is True
     assert report["scale"]["before"]["vcpus"] == 1 and report["scale"]["after"]["vcpus"] == 2
     assert report["scale"]["guest"] == dict(vcpus=2, balloon_mb=384, vcpus_taken=True, memory_taken=True)
-    assert sizes(onboarded, node, "grow1") == (2, 2, 384, 384)
-    cpus, _present, mem = guest_status(onboarded, node, "grow1", lambda s: s[0] == 2 and s[2] > mem_before + 200 * 1024)
+    assert sizes(scale_lab, node, "grow1") == (2, 2, 384, 384)
+    cpus, _present, mem = guest_status(scale_lab, node, "grow1", lambda s: s[0] == 2 and s[2] > mem_before + 200 * 1024)
     print("guest after scale-up: cpus_online=%d mem_total_kb=%d (was %d)" % (cpus, mem, mem_before))
-    again = scale(onboarded, tmp_path, "grow1", "again.json", vcpus=2, memory_mb=384)
+    again = scale(scale_lab, tmp_path, "grow1", "again.json", vcpus=2, memory_mb=384)
     assert again.rc == 0 and again.report["changed"] is False and again.report["scale"]["steps"] == [], again
     # a third run writes the same report as the second: then nothing at all changes
-    third = scale(onboarded, tmp_path, "grow1", "again.json", vcpus=2, memory_mb=384)
+    third = scale(scale_lab, tmp_path, "grow1", "again.json", vcpus=2, memory_mb=384)
     assert third.rc == 0 and set(third.changed().values()) == {0}, third
 
 
-def test_scale_down_memory_through_the_balloon_and_a_cpu_as_far_as_the_guest_allows(onboarded, tmp_path, vms):
-    node = list(onboarded.hosts())[0]
-    make(onboarded, tmp_path, vms, "shrink1", node, memory_mb=384)
-    up = scale(onboarded, tmp_path, "shrink1", resource="cpu", direction="up")
+def test_scale_down_memory_through_the_balloon_and_a_cpu_as_far_as_the_guest_allows(scale_lab, tmp_path, vms):
+    node = list(scale_lab.hosts())[0]
+    make(scale_lab, tmp_path, vms, "shrink1", node, memory_mb=384)
+    up = scale(scale_lab, tmp_path, "shrink1", resource="cpu", direction="up")
     assert up.rc == 0 and up.report["scale"]["after"]["vcpus"] == 2, up
-    guest_status(onboarded, node, "shrink1", lambda s: s[0] == 2)
-    _c, _p, mem_before = guest_status(onboarded, node, "shrink1", lambda s: True)
-    down = scale(onboarded, tmp_path, "shrink1", resource="memory", direction="down", step=128)
+    guest_status(scale_lab, node, "shrink1", lambda s: s[0] == 2)
+    _c, _p, mem_before = guest_status(scale_lab, node, "shrink1", lambda s: True)
+    down = scale(scale_lab, tmp_path, "shrink1", resource="memory", direction="down", step=128)
     assert down.rc == 0, down
     assert down.report["scale"]["after"]["memory_mb"] == 256 and down.report["scale"]["guest"]["memory_taken"]
-    _c, _p, mem = guest_status(onboarded, node, "shrink1", lambda s: s[2] < mem_before - 100 * 1024)
+    _c, _p, mem = guest_status(scale_lab, node, "shrink1", lambda s: s[2] < mem_before - 100 * 1024)
     print("guest after memory down: mem_total_kb=%d (was %d)" % (mem, mem_before))
-    cpu = scale(onboarded, tmp_path, "shrink1", resource="cpu", direction="down")
-    live, config, _balloon, _mem = sizes(onboarded, node, "shrink1")
+    cpu = scale(scale_lab, tmp_path, "shrink1", resource="cpu", direction="down")
+    live, config, _balloon, _mem = sizes(scale_lab, node, "shrink1")
     if cpu.rc == 0:
         assert cpu.report["scale"]["after"]["vcpus"] == 1 and (live, config) == (1, 1)
-        guest_status(onboarded, node, "shrink1", lambda s: s[0] == 1)
+        guest_status(scale_lab, node, "shrink1", lambda s: s[0] == 1)
     else:
         # the guest (or libvirt's view of it) did not give the CPU back in time: said clearly,
         # and libvirt's running count and the definition still agree
@@ -124,54 +132,54 @@ def test_scale_down_memory_through_the_balloon_and_a_cpu_as_far_as_the_guest_all
     print("vCPU unplug: %s; libvirt live=%d config=%d" % ("done" if cpu.rc == 0 else "refused", live, config))
 
 
-def test_a_full_host_makes_the_vm_move_then_scale(onboarded, tmp_path, vms):
-    source, other = list(onboarded.hosts())[0], list(onboarded.hosts())[1]
-    make(onboarded, tmp_path, vms, "mover1", source)
+def test_a_full_host_makes_the_vm_move_then_scale(scale_lab, tmp_path, vms):
+    source, other = list(scale_lab.hosts())[0], list(scale_lab.hosts())[1]
+    make(scale_lab, tmp_path, vms, "mover1", source)
     # Fill the source's vCPU allocation (2 CPUs x 4.0 = 8) with defined, never started VMs:
     # allocation counts defined domains, and they cost no CPU.
     for index, count in enumerate((2, 2, 2, 1)):
         name = "filler%d" % index
         vms.append(name)
-        onboarded.ansible(source, "kvmfleet.iaas.vm",
+        scale_lab.ansible(source, "kvmfleet.iaas.vm",
                           "name=%s vcpus=%d memory_mb=64 disk_gb=1 state=stopped virt_type=qemu" % (name, count))
-    run = scale(onboarded, tmp_path, "mover1", vcpus=2)
+    run = scale(scale_lab, tmp_path, "mover1", vcpus=2)
     assert run.rc == 0, run
     report = run.report
     assert report["host"] == other and report["migration"]["source"] == source, report
     assert report["migration"]["target"] == other and report["migration"]["action"] == "migrated"
     assert "moves from %s" % source in report["placement"]
     assert report["scale"]["after"]["vcpus"] == 2 and report["scale"]["guest"]["vcpus_taken"] is True
-    assert where(onboarded, "mover1") == [other]
-    guest_status(onboarded, other, "mover1", lambda s: s[0] == 2)
+    assert where(scale_lab, "mover1") == [other]
+    guest_status(scale_lab, other, "mover1", lambda s: s[0] == 2)
     print("moved %s -> %s in %s ms (downtime %s ms), then scaled"
           % (source, other, report["migration"]["total_time_ms"], report["migration"]["downtime_ms"]))
 
 
-def test_above_the_maximum_is_refused_and_allow_restart_raises_it(onboarded, tmp_path, vms):
-    node = list(onboarded.hosts())[1]
-    make(onboarded, tmp_path, vms, "max1", node)
-    over = scale(onboarded, tmp_path, "max1", vcpus=3)
+def test_above_the_maximum_is_refused_and_allow_restart_raises_it(scale_lab, tmp_path, vms):
+    node = list(scale_lab.hosts())[1]
+    make(scale_lab, tmp_path, vms, "max1", node)
+    over = scale(scale_lab, tmp_path, "max1", vcpus=3)
     assert over.rc != 0 and "above the VM's maximum of 2 vCPUs" in over.output, over
-    over = scale(onboarded, tmp_path, "max1", memory_mb=1024)
+    over = scale(scale_lab, tmp_path, "max1", memory_mb=1024)
     assert over.rc != 0 and "above the VM's maximum of 512 MiB" in over.output, over
-    assert sizes(onboarded, node, "max1") == (1, 1, 128, 128)
-    raised = scale(onboarded, tmp_path, "max1", memory_mb=640, allow_restart="true")
+    assert sizes(scale_lab, node, "max1") == (1, 1, 128, 128)
+    raised = scale(scale_lab, tmp_path, "max1", memory_mb=640, allow_restart="true")
     assert raised.rc == 0, raised
     assert raised.report["scale"]["restarted"] is True and raised.report["scale"]["after"]["memory_max_mb"] == 640
-    guest_status(onboarded, node, "max1", lambda s: s[2] > 500 * 1024)
+    guest_status(scale_lab, node, "max1", lambda s: s[2] > 500 * 1024)
 
 
 @pytest.fixture(scope="module")
-def bad_vm(onboarded, tmp_path_factory):
+def bad_vm(scale_lab, tmp_path_factory):
     """One VM for every bad-input case; deleted at the end of the module."""
     tmp = tmp_path_factory.mktemp("bad")
-    node = list(onboarded.hosts())[0]
+    node = list(scale_lab.hosts())[0]
     names = []
     try:
-        make(onboarded, tmp, names, "bad1", node)
+        make(scale_lab, tmp, names, "bad1", node)
         yield node
     finally:
-        onboarded.playbook("delete_vm", "-e", "name=bad1", "-e", "ignore_unreachable=true")
+        scale_lab.playbook("delete_vm", "-e", "name=bad1", "-e", "ignore_unreachable=true")
 
 
 @pytest.mark.parametrize("request_vars, message", [
@@ -183,9 +191,9 @@ def bad_vm(onboarded, tmp_path_factory):
     (dict(resource="cpu", direction="up,down"), "up and down together"),
     (dict(vm="nosuchvm", vcpus=2), "VM nosuchvm does not exist on any hypervisor"),
 ])
-def test_bad_input_gets_a_clear_error_and_the_vm_stays(onboarded, bad_vm, tmp_path, request_vars, message):
-    before = sizes(onboarded, bad_vm, "bad1")
+def test_bad_input_gets_a_clear_error_and_the_vm_stays(scale_lab, bad_vm, tmp_path, request_vars, message):
+    before = sizes(scale_lab, bad_vm, "bad1")
     vm = request_vars.pop("vm", "bad1")
-    run = scale(onboarded, tmp_path, vm, **request_vars)
+    run = scale(scale_lab, tmp_path, vm, **request_vars)
     assert run.rc != 0 and message in run.output, run
-    assert sizes(onboarded, bad_vm, "bad1") == before
+    assert sizes(scale_lab, bad_vm, "bad1") == before
