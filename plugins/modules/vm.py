@@ -264,7 +264,7 @@ class VmModule(KvmfleetModule):
         stop_timeout=dict(type="float", default=60.0),
     )
     module_kwargs = dict(
-        required_if=[(state, state, ["vcpus", "memory_mb", "disk_gb"]) for state in ("present", "running", "stopped")],
+        required_if=[("state", state, ["vcpus", "memory_mb", "disk_gb"]) for state in ("present", "running", "stopped")],
         supports_check_mode=True,
     )
 

@@ -140,3 +140,9 @@ def test_bad_input_is_refused_before_anything_is_made(conn, run_module, change, 
     result = run_module(vm, dict(BASE, **change))
     assert result["failed"] is True and message in result["msg"]
     assert names(conn) == ["test"] and volumes(conn) == []
+
+
+def test_sizes_are_required_unless_absent(conn, run_module):
+    result = run_module(vm, dict(name="web1", uri=URI, state="running"))
+    assert result["failed"] is True and "vcpus" in result["msg"] and "memory_mb" in result["msg"]
+    assert names(conn) == ["test"]
