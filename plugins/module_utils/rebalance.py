@@ -695,9 +695,8 @@ class _Context:
         try:
             placement = self.fleet.place(request, commit=True)
         except (PlacementError, Conflict, ValidationError) as err:
-            self.notes.append("%s on %s is saturated but not scaled: %s" % (dom["name"], name,
-                                                                           "; ".join(err.details.get("rejected", {}).get(name, [str(err)]))
-                                                                           if hasattr(err, "details") else err))
+            reasons = err.details.get("rejected", {}).get(name, [str(err)]) if hasattr(err, "details") else [str(err)]
+            self.notes.append("%s on %s is saturated but not scaled: %s" % (dom["name"], name, "; ".join(reasons)))
             return
         host = self.fleet.by_name[name]
         self.acted.add(dom["name"])
