@@ -1,0 +1,50 @@
+"""playbooks/fleet_status.yml end to end on the controller only: one hypervisor on the local
+connection reading libvirt's test driver (test:///default), one that cannot be reached
+(SSH to 127.0.0.1 port 1). Checks the documented JSON shape and changed=0."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dashboard.fleet import ansible_env
+from dashboard.devpath_import import REPO
+
+PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+pytest.importorskip("libvirt")
+pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason="no ansible-playbook beside python")
+
+HOST_KEYS = {"name", "reachable", "error", "hostname", "maintenance", "maintenance_mark", "disabled", "cpus",
+             "memory_mb", "memory_free_mb", "storage", "utilization", "allocation", "capacity"}
+VM_KEYS = {"name", "host", "state", "managed", "group", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
+           "balloon_mb", "cpu_percent", "disk_gb", "addresses", "macs"}
+
+
+def test_fleet_status_report(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "base.qcow2").write_bytes(b"x" * 2048)
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(json.dumps({"all": {"children": {"hypervisors": {"hosts": {
+        "hvlocal": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                    "kvmfleet_libvirt_uri": "test:///default", "kvmfleet_image_dir": str(images)},
+        "hvdead": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}}}}}}))
+    report = tmp_path / "report.json"
+    proc = subprocess.run([PLAYBOOK, "kvmfleet.iaas.fleet_status", "-i", str(inventory),
+                           "-e", "report_file=%s" % report, "-e", "sample_seconds=0"],
+                          env=ansible_env(), cwd=str(REPO), text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.findall(r"changed=(\d+)", proc.stdout) and set(re.findall(r"changed=(\d+)", proc.stdout)) == {"0"}
+    doc = json.loads(report.read_text())
+    assert set(doc) == {"generated", "image_dir", "hosts", "vms", "images", "unreachable"}
+    hosts = {h["name"]: h for h in doc["hosts"]}
+    assert set(hosts) == {"hvlocal", "hvdead"} and all(set(h) == HOST_KEYS for h in doc["hosts"])
+    assert hosts["hvlocal"]["reachable"] is True and hosts["hvlocal"]["cpus"] > 0
+    assert hosts["hvlocal"]["capacity"]["vcpus"] == hosts["hvlocal"]["cpus"] * 4.0
+    assert hosts["hvdead"]["reachable"] is False and "127.0.0.1" in hosts["hvdead"]["error"]
+    assert doc["unreachable"] == ["hvdead"]
+    assert doc["vms"] and all(set(vm) == VM_KEYS for vm in doc["vms"])
+    assert {vm["host"] for vm in doc["vms"]} == {"hvlocal"}
+    assert doc["images"] == [{"name": "base.qcow2", "path": str(images / "base.qcow2"), "size_mb": 0.0}]
