@@ -99,6 +99,19 @@ class LabNodes:
         (running guests keep running).
         """
         assert self.vars.get("kvmfleet_lab"), "only on lab nodes"
+        # libvirt cannot label a shared kernel image for qemu as root while a guest started as
+        # libvirt-qemu holds it ("Setting different DAC user or group"): say so up front.
+        busy = {}
+        owner = self.ssh(sorted(self.hosts)[0], "stat -c %%u %s" % shlex.quote(self.guest["kernel"])).stdout.strip()
+        for node in self.hosts:
+            proc = self.ssh(node, "virsh -q list --name", check=False)
+            running = [n for n in proc.stdout.split() if not n.startswith("bench-")]
+            if running and owner != "0":
+                busy[node] = running
+        if busy:
+            raise SystemExit("the bench makes the lab's qemu run as root (post-copy), which needs nodes without "
+                             "running guests first; delete these (delete_vm.yml): %s"
+                             % "; ".join("%s on %s" % (", ".join(v), n) for n, v in sorted(busy.items())))
         for node in self.hosts:
             self.ssh(node, "grep -q '^user = \"root\"' /etc/libvirt/qemu.conf || { printf '%s' >> "
                            "/etc/libvirt/qemu.conf && systemctl restart libvirtd && "
