@@ -243,7 +243,9 @@ def bench_compare(nodes, rounds):
     rows = []
     where = a
     for i in range(rounds):
-        for tool in ("module", "virsh"):
+        # The order flips every round, so each tool migrates in both directions equally often
+        # (the nodes are not alike: node1 also runs the lab's services).
+        for tool in (("module", "virsh") if i % 2 == 0 else ("virsh", "module")):
             dst = b if where == a else a
             pinger = Pinger(ip)
             time.sleep(1.0)
@@ -327,7 +329,7 @@ def bench_matrix(nodes, bandwidth, timeout, workloads, modes):
 def markdown(result):
     out = []
     s = result["compare"]["summary"]
-    out.append("| measure (median of %d) | module | virsh migrate | ratio |" % result["rounds"])
+    out.append("| measure (median of %d rounds) | module | virsh migrate | ratio |" % result["rounds"])
     out.append("|---|---|---|---|")
     for key in ("total_time_ms", "downtime_ms", "wall_s"):
         out.append("| %s | %s | %s | %s |" % (key, s[key]["module"], s[key]["virsh"], s[key]["ratio"]))
@@ -350,7 +352,8 @@ def main():
     parser.add_argument("--inventory", default=os.environ.get("KVMFLEET_LAB_INVENTORY",
                                                               str(REPO / "inventory" / "lab.yml")))
     parser.add_argument("--quick", action="store_true", help="1 comparison round; no CPU-busy guest in the matrix")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="comparison rounds (even: both directions alike)")
+    parser.add_argument("--compare-only", action="store_true", help="only module vs virsh, no matrix")
     parser.add_argument("--bandwidth", type=int, default=40, help="MiB/s cap for the matrix")
     parser.add_argument("--timeout", type=float, default=45.0, help="migration_timeout for the matrix (abort)")
     parser.add_argument("--json", help="write the full result here")
@@ -364,7 +367,8 @@ def main():
     result = dict(rounds=rounds, bandwidth=args.bandwidth, timeout=args.timeout)
     result["compare"] = bench_compare(nodes, rounds)
     workloads = ["idle", "memory"] if args.quick else list(WORKLOADS)
-    result["matrix"] = bench_matrix(nodes, args.bandwidth, args.timeout, workloads, list(MODES))
+    result["matrix"] = [] if args.compare_only else bench_matrix(nodes, args.bandwidth, args.timeout, workloads,
+                                                                 list(MODES))
     result["elapsed_s"] = round(time.time() - t0, 1)
     text = markdown(result)
     print(text)
