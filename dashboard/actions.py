@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from dashboard import devpath_import  # noqa: F401  (puts ansible_collections on sys.path)
+# devpath_import puts ansible_collections on sys.path
+from dashboard import devpath_import  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError  # noqa: E402
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import check_name, coerce_int  # noqa: E402
 
@@ -109,8 +110,8 @@ def validate_create(form, fleet):
                              % (image, ", ".join(sorted(images)) or "none"))
         extra.append(("image", images[image]))
     return Action("create", "create_vm", tuple(extra),
-                  "create %s (%d vCPU, %d MiB, %d GiB%s)" % (name, vcpus, memory_mb, disk_gb,
-                                                            ", " + image if image else ""))
+                  "create %s (%d vCPU, %d MiB, %d GiB%s)"
+                  % (name, vcpus, memory_mb, disk_gb, ", " + image if image else ""))
 
 
 def validate_delete(form, fleet):
@@ -126,8 +127,8 @@ def validate_scale(form, fleet):
     step = _field(form, "step", required=False)
     if step:
         if not _STEP_RE[resource].match(step):
-            raise BadRequest("step=%r: for %s give %s" % (step, resource, "vCPUs (2) or N%" if resource == "cpu"
-                                                           else "MiB (512), 512M, 1G or N%"))
+            hint = "vCPUs (2) or N%" if resource == "cpu" else "MiB (512), 512M, 1G or N%"
+            raise BadRequest("step=%r: for %s give %s" % (step, resource, hint))
         extra.append(("step", step))
     return Action("scale", "scale_vm", tuple(extra),
                   "scale %s %s %s%s" % (vm, resource, direction, " by " + step if step else ""))
@@ -186,7 +187,7 @@ def validate_submit(name, image_path, domain_xml_path, fleet, cleanup=(), sizes=
     given = [(key, _int(sizes, key, bounds, required=False))
              for key, bounds in (("vcpus", VCPUS_RANGE), ("memory_mb", MEMORY_MB_RANGE), ("disk_gb", DISK_GB_RANGE))]
     given = [(key, value) for key, value in given if value is not None]
-    if not domain_xml_path and not {"vcpus", "memory_mb"} <= {key for key, _ in given}:
+    if not domain_xml_path and not {"vcpus", "memory_mb"} <= {key for key, _value in given}:
         raise BadRequest("vcpus and memory_mb: give both, or a domain XML that has them")
     extra = [("name", name), ("image_src", image_path)] + given
     if domain_xml_path:

@@ -225,7 +225,7 @@ class App:
             return self.job_page(req, sid, m.group(2), admin=bool(m.group(1)))
         if path.startswith("/admin/graphs/") and method == "GET":
             return self.graph_file(path[len("/admin/graphs/"):])
-        if any(p == path for (_, p) in routes):
+        if any(p == path for (_method, p) in routes):
             return self._error(405, "%s is not allowed on %s." % (method, path))
         return self._error(404, "There is no page %s." % path)
 
@@ -302,8 +302,8 @@ class App:
                 {"image": self.config.max_upload_bytes, "domain_xml": self.config.max_xml_bytes})
             image = files.get("image", {}).get("path")
             xml = files.get("domain_xml", {}).get("path")
-            action = actions.validate_submit(fields.get("name"), image, xml, self.fleet.get(), cleanup=(dest,),
-                                              sizes=fields)
+            action = actions.validate_submit(fields.get("name"), image, xml, self.fleet.get(),
+                                             cleanup=(dest,), sizes=fields)
             job = self._launch(action, sid)
             keep = True            # the job removes the upload when it ends
             return self._redirect("/jobs/%s" % job.id)

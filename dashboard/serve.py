@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start the dashboard from anywhere: python3 dashboard/serve.py --listen 127.0.0.1:8080 ..."""
 import sys
 from pathlib import Path

@@ -61,6 +61,7 @@ def vm_cpu_percent(facts):
     used = sum(dom.get("cpu_percent") or 0.0 for dom in facts.get("domains") or ())
     return min(100.0, used / cpus) if cpus else 0.0
 
+
 # Slack added to the tree's upper bounds wherever they are not computed by the very same float
 # operations as a host's score; far above rounding error, far below any meaningful score gap.
 _BOUND_SLACK = 1e-9

@@ -14,7 +14,7 @@ def decode(data):
         body = data[pos + 8:pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
-            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            width, height, depth, ctype, _compression, _filter, interlace = struct.unpack(">IIBBBBB", body)
         elif kind == b"PLTE":
             palette = [tuple(body[i:i + 3]) for i in range(0, len(body), 3)]
         elif kind == b"tRNS":

@@ -93,8 +93,8 @@ def test_fleet_status_reports_every_node_and_changes_nothing(onboarded, tmp_path
     assert "lab-guest.qcow2" in {i["name"] for i in doc["images"]}, doc["images"]
 
 
-def test_submitted_image_with_domain_xml_runs_and_a_second_run_changes_nothing(onboarded, tmp_path,
-                                                                              customer_image, submitted):
+def test_submitted_image_with_domain_xml_runs_and_a_second_run_changes_nothing(
+        onboarded, tmp_path, customer_image, submitted):
     submitted.append("appliance1")
     first = submit(onboarded, tmp_path, "appliance1", customer_image, GOOD_XML % "<serial type='pty'/>")
     assert first.rc == 0, first
@@ -102,7 +102,8 @@ def test_submitted_image_with_domain_xml_runs_and_a_second_run_changes_nothing(o
     # Sizes come from the XML; the VM runs with an address of the lab network and answers.
     assert (report["vcpus"], report["memory_mb"]) == (1, 256), report
     assert report["state"] == "running" and ip_address(report["ip"]) in onboarded.network(), report
-    assert subprocess.run(["ping", "-c", "2", "-W", "2", report["ip"]], capture_output=True).returncode == 0
+    assert subprocess.run(["ping", "-c", "2", "-W", "2", report["ip"]], capture_output=True,
+                          check=False).returncode == 0
     # The image was converted into the pool with its record; the upload is gone.
     assert {"appliance1.image.qcow2", "appliance1.image.qcow2.kvmfleet.json"} <= pool_files(onboarded)
     assert uploads_left(onboarded) == []

@@ -168,7 +168,7 @@ def render(args):
                                     args.width, args.height, args.rrdtool)
                 if cmd is None:
                     continue
-                proc = subprocess.run(cmd, text=True, capture_output=True, timeout=60)
+                proc = subprocess.run(cmd, text=True, capture_output=True, timeout=60, check=False)
                 if proc.returncode != 0:
                     failures += 1
                     print("kvmfleet-graphs: %s: %s" % (rel, proc.stderr.strip()), file=sys.stderr)
@@ -188,7 +188,7 @@ def render(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rrd-dir", required=True, help="gmetad's RRD directory of the cluster")
     parser.add_argument("--out", required=True)
     parser.add_argument("--period", action="append", choices=sorted(PERIODS))

@@ -202,7 +202,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--uri", default="qemu:///system")
     parser.add_argument("--interval", type=int, default=15)
     parser.add_argument("--timeout", type=float, default=10)

@@ -1,10 +1,7 @@
 """Fixtures of the dashboard tests: a sample fleet report, fake job runner, app and a real
 HTTP server on 127.0.0.1 (port 0) in a thread."""
-import base64
 import copy
-import http.client
 import json
-import re
 import sys
 import threading
 from pathlib import Path
@@ -18,7 +15,7 @@ from dashboard.fleet import FixedFleetSource  # noqa: E402
 from dashboard.jobs import Busy, Job  # noqa: E402
 from dashboard.server import Server  # noqa: E402
 
-from dashboard_sample import ADMIN_PASSWORD, HOSTILE, SAMPLE, Client  # noqa: E402,F401
+from dashboard_sample import ADMIN_PASSWORD, SAMPLE, Client  # noqa: E402,F401
 
 
 class FakeJobs:

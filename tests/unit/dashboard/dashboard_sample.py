@@ -66,7 +66,7 @@ class Client:
         return resp.status, dict(resp.getheaders()), data.decode("utf-8", "replace")
 
     def csrf(self, path="/", admin=False):
-        status, _, page = self.request("GET", path, admin=admin)
+        status, _headers, page = self.request("GET", path, admin=admin)
         assert status == 200
         return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
 

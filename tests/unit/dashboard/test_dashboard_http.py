@@ -19,7 +19,7 @@ def test_customer_page_lists_images_and_has_forms(client):
 
 
 def test_admin_page_shows_hosts_vms_and_escapes_hostile_name(client):
-    status, _, page = client.request("GET", "/admin", admin=True)
+    status, _headers, page = client.request("GET", "/admin", admin=True)
     assert status == 200
     for text in ("node1", "node2", "node3", "web1", "41.5 %", "Failed to connect to the host via ssh",
                  "10.213.0.123", "52:54:00:aa:bb:cc", "6 / 16.0", "Return to service"):
@@ -32,7 +32,7 @@ def test_admin_page_shows_hosts_vms_and_escapes_hostile_name(client):
 
 
 def test_admin_needs_the_password(client):
-    status, headers, _ = client.request("GET", "/admin")
+    status, headers, _page = client.request("GET", "/admin")
     assert status == 401 and "Basic" in headers["WWW-Authenticate"]
     import base64
     bad = "Basic " + base64.b64encode(b"admin:wrong").decode()
@@ -50,8 +50,8 @@ def test_admin_disabled_without_password(app):
 
 def test_create_with_csrf_launches_one_job(client, jobs):
     token = client.csrf("/")
-    status, headers, _ = client.post_form("/create", {"csrf": token, "name": "web2", "vcpus": "1",
-                                                      "memory_mb": "256", "disk_gb": "1", "image": "base.qcow2"})
+    status, headers, _page = client.post_form("/create", {
+        "csrf": token, "name": "web2", "vcpus": "1", "memory_mb": "256", "disk_gb": "1", "image": "base.qcow2"})
     assert status == 303 and re.match(r"^/jobs/0001-", headers["Location"])
     assert len(jobs.submitted) == 1
     assert jobs.submitted[0]["argv"] == [
@@ -59,15 +59,15 @@ def test_create_with_csrf_launches_one_job(client, jobs):
         "-e", "name=web2", "-e", "vcpus=1", "-e", "memory_mb=256", "-e", "disk_gb=1",
         "-e", "image=/srv/kvmfleet/images/base.qcow2"]
     # the job is the customer's: it shows on their page and its own page
-    status, _, page = client.request("GET", headers["Location"])
+    status, _headers, page = client.request("GET", headers["Location"])
     assert status == 200 and "create web2" in page and "&lt;b&gt;log&lt;/b&gt;" in page
     assert "create web2" in client.request("GET", "/")[2]
 
 
 def test_another_browser_does_not_see_the_job(client, server, jobs):
     token = client.csrf("/")
-    _, headers, _ = client.post_form("/create", {"csrf": token, "name": "web2", "vcpus": "1",
-                                                 "memory_mb": "256", "disk_gb": "1"})
+    _status, headers, _page = client.post_form("/create", {
+        "csrf": token, "name": "web2", "vcpus": "1", "memory_mb": "256", "disk_gb": "1"})
     other = Client(server.server_address[1])
     assert other.request("GET", headers["Location"])[0] == 404
     assert "create web2" not in other.request("GET", "/")[2]
@@ -79,7 +79,7 @@ def test_post_without_valid_csrf_launches_nothing(client, jobs, token):
     fields = {"name": "web2", "vcpus": "1", "memory_mb": "256", "disk_gb": "1"}
     if token is not None:
         fields["csrf"] = token
-    status, _, page = client.post_form("/create", fields)
+    status, _headers, page = client.post_form("/create", fields)
     assert status == 403 and "CSRF" in page
     assert jobs.submitted == []
 
@@ -88,8 +88,8 @@ def test_csrf_of_another_session_is_refused(client, server, jobs):
     token = client.csrf("/")
     other = Client(server.server_address[1])
     other.csrf("/")
-    status, _, _ = other.post_form("/create", {"csrf": token, "name": "web2", "vcpus": "1",
-                                               "memory_mb": "256", "disk_gb": "1"})
+    status, _headers, _page = other.post_form("/create", {
+        "csrf": token, "name": "web2", "vcpus": "1", "memory_mb": "256", "disk_gb": "1"})
     assert status == 403 and jobs.submitted == []
 
 
@@ -106,7 +106,7 @@ def test_csrf_of_another_session_is_refused(client, server, jobs):
 def test_bad_input_gives_400_and_launches_nothing(client, jobs, path, fields, words):
     admin = path.startswith("/admin")
     token = client.csrf("/admin" if admin else "/", admin=admin)
-    status, _, page = client.post_form(path, dict(fields, csrf=token), admin=admin)
+    status, _headers, page = client.post_form(path, dict(fields, csrf=token), admin=admin)
     assert status == 400
     assert html.escape(words) in page and "Nothing was started" in page
     assert jobs.submitted == []
@@ -125,7 +125,7 @@ def test_bad_input_gives_400_and_launches_nothing(client, jobs, path, fields, wo
 ])
 def test_admin_actions_launch_their_playbook(client, jobs, path, fields, argv_tail):
     token = client.csrf("/admin", admin=True)
-    status, headers, _ = client.post_form(path, dict(fields, csrf=token), admin=True)
+    status, headers, _page = client.post_form(path, dict(fields, csrf=token), admin=True)
     assert status == 303 and headers["Location"].startswith("/admin/jobs/")
     assert [s["argv"][1:] for s in jobs.submitted] == [argv_tail]
     assert jobs.submitted[0]["owner"] == "admin"
@@ -141,8 +141,8 @@ def test_get_on_action_is_not_allowed(client, jobs):
 def test_busy_runner_gives_503(client, jobs):
     jobs.busy = True
     token = client.csrf("/")
-    status, _, page = client.post_form("/create", {"csrf": token, "name": "web2", "vcpus": "1",
-                                                   "memory_mb": "256", "disk_gb": "1"})
+    status, _headers, page = client.post_form("/create", {
+        "csrf": token, "name": "web2", "vcpus": "1", "memory_mb": "256", "disk_gb": "1"})
     assert status == 503 and jobs.submitted == []
 
 
@@ -158,7 +158,7 @@ def test_graph_file_served(client):
     "/admin/graphs/index.json", "/admin/graphs/node1/nothere.png",
 ])
 def test_graph_traversal_and_unlisted_refused(client, path):
-    status, _, body = client.request("GET", path, admin=True)
+    status, _headers, body = client.request("GET", path, admin=True)
     assert status == 404
     assert "outside the graphs dir" not in body and "unlisted" not in body.replace("/admin/graphs/", "")
 
@@ -188,8 +188,8 @@ def test_upload_submits_with_paths_in_a_private_dir(client, jobs, app):
     image = b"QFI\xfb" + b"\r\n--not-the-boundary\r\n" * 10 + b"\x00" * 100
     body, headers = multipart_body({"name": "appliance1"},
                                    {"image": ("../../evil name.qcow2", image), "domain_xml": ("vm.xml", b"<domain/>")})
-    status, resp_headers, _ = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
-    assert status == 303, _
+    status, resp_headers, _page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
+    assert status == 303, _page
     argv = jobs.submitted[0]["argv"]
     assert argv[1] == "kvmfleet.iaas.submit_vm" and argv[4:6] == ["-e", "name=appliance1"]
     image_path = argv[7].split("=", 1)[1]
@@ -211,7 +211,7 @@ def test_upload_over_the_limit_is_refused_and_nothing_kept(client, jobs, app):
     import os
     token = client.csrf("/")
     body, headers = multipart_body({"name": "appliance1"}, {"image": ("big.qcow2", b"x" * 5000)})
-    status, _, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
+    status, _headers, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
     assert status == 413 and "limit" in page
     assert jobs.submitted == [] and os.listdir(app.upload_root) == []
 
@@ -222,7 +222,7 @@ def test_upload_part_over_the_limit_within_total_refused(client, jobs, app):
     # the XML part exceeds its 1024-byte limit although the whole body is under the total
     body, headers = multipart_body({"name": "appliance1"},
                                    {"image": ("a.qcow2", b"x" * 10), "domain_xml": ("d.xml", b"<" * 2000)})
-    status, _, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
+    status, _headers, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
     assert status == 413 and "domain_xml" in page
     assert jobs.submitted == [] and os.listdir(app.upload_root) == []
 
@@ -231,7 +231,7 @@ def test_upload_without_csrf_refused_before_reading(client, jobs, app):
     import os
     client.csrf("/")
     body, headers = multipart_body({"name": "appliance1"}, {"image": ("a.qcow2", b"x" * 10)})
-    status, _, _ = client.request("POST", "/submit", body=body, headers=headers)
+    status, _headers, _page = client.request("POST", "/submit", body=body, headers=headers)
     assert status == 403 and jobs.submitted == [] and os.listdir(app.upload_root) == []
 
 
@@ -239,6 +239,6 @@ def test_upload_with_bad_name_refused_and_removed(client, jobs, app):
     import os
     token = client.csrf("/")
     body, headers = multipart_body({"name": "NOT OK"}, {"image": ("a.qcow2", b"x" * 10)})
-    status, _, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
+    status, _headers, page = client.request("POST", "/submit?csrf=" + token, body=body, headers=headers)
     assert status == 400 and "name=" in html.unescape(page)
     assert jobs.submitted == [] and os.listdir(app.upload_root) == []

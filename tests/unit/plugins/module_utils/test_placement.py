@@ -341,7 +341,7 @@ def test_index_equals_exhaustive_evaluation(seed):
     shapes = rng.choice([
         [(8, 32768, 500)],                                   # one shape: many exact ties
         [(8, 32768, 500), (16, 65536, 1000), (32, 131072, 1000)],
-        [(rng.choice([4, 8, 16]), rng.choice([16384, 65536]), rng.choice([200, 800])) for _ in range(6)],
+        [(rng.choice([4, 8, 16]), rng.choice([16384, 65536]), rng.choice([200, 800])) for _unused in range(6)],
     ])
     count = rng.choice([20, 60, 150])
     hosts_a = random_hosts(random.Random(seed), count, shapes)
@@ -378,7 +378,7 @@ def test_fits_agrees_with_the_reasons(seed):
     for h in random_hosts(rng, 200, [(8, 32768, 500), (2, 4096, 50)]):
         if not h.usable:
             continue
-        for _ in range(5):
+        for _unused in range(5):
             vcpus, memory = rng.randint(-4, 16), rng.randint(-4096, 40000)
             measured = rng.random() < 0.3
             demand = P.Demand(vcpus, memory, rng.randint(-10, 600),

@@ -79,7 +79,7 @@ def brute(items, nc, nm):
 def test_min_cover_is_exact(seed):
     rng = random.Random(seed)
     items = [(rng.choice([0, 1, 5, 10, 20, 40]), rng.choice([0, 2, 8, 16]), rng.choice([512, 1024, 2048, 8192]))
-             for _ in range(rng.randint(1, 9))]
+             for _unused in range(rng.randint(1, 9))]
     nc, nm = rng.uniform(0, 60), rng.choice([0, 0, 10, 30])
     picked, exact = R.min_cover(items, nc, nm)
     want = brute(items, nc, nm)
