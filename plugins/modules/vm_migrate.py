@@ -129,7 +129,7 @@ options:
         switch. Each poll queries QEMU, which slows the migration a little; a I(max_downtime) is
         applied within 50 ms of the start whatever this is.
     type: float
-    default: 1.0
+    default: 0.25
 extends_documentation_fragment:
   - kvmfleet.iaas.connection
 attributes:
@@ -304,7 +304,7 @@ class VmMigrate(KvmfleetModule):
         parallel_connections=dict(type="int"),
         migration_timeout=dict(type="float"),
         timeout_action=dict(type="str", default="abort", choices=list(migration.TIMEOUT_ACTIONS)),
-        poll_interval=dict(type="float", default=1.0),
+        poll_interval=dict(type="float", default=0.25),
     )
     module_kwargs = dict(supports_check_mode=True)
 
