@@ -31,12 +31,16 @@ def patrol_lab(onboarded, tmp_path_factory):
     lab = onboarded
     lab.patrol_dir = tmp_path_factory.mktemp("patrol-state")
     lab.reports = tmp_path_factory.mktemp("patrol-reports")
-    for name in BURNERS:
-        run = lab.playbook("create_vm", "-e", "name=%s" % name, "-e", "vcpus=1", "-e", "memory_mb=128",
-                           "-e", "disk_gb=1", "-e", "host=node1",
-                           "-e", "cmdline='console=ttyS0 loglevel=4 kvmfleet.burn=1'")
-        assert run.rc == 0, run
     try:
+        # Making node1 hot is the point, and placement's live-utilization filter rightly refuses
+        # the third burner once two run there, so their creation lifts kvmfleet_cpu_threshold.
+        # Inside the try: burners made before a failure are deleted too (they would otherwise
+        # keep a core busy for every later test module).
+        for name in BURNERS:
+            run = lab.playbook("create_vm", "-e", "name=%s" % name, "-e", "vcpus=1", "-e", "memory_mb=128",
+                               "-e", "disk_gb=1", "-e", "host=node1", "-e", "kvmfleet_cpu_threshold=1000",
+                               "-e", "cmdline='console=ttyS0 loglevel=4 kvmfleet.burn=1'")
+            assert run.rc == 0, run
         yield lab
     finally:
         for name in BURNERS:
