@@ -203,11 +203,17 @@ def module_migrate(nodes, name, src, dst, **options):
     return rc, result
 
 
-def virsh_migrate(nodes, name, src, dst, extra=""):
-    """Plain virsh migrate with the module's default flags; stats from domjobinfo --completed."""
+def virsh_migrate(nodes, name, src, dst, extra="", max_downtime_ms=None):
+    """Plain virsh migrate with the module's default flags; stats from domjobinfo --completed.
+
+    With ``max_downtime_ms`` the limit is set on the domain first (virsh migrate has no option
+    for it), as the module sets it on the job it starts.
+    """
     uri = "qemu+ssh://root@%s/system" % nodes.hosts[dst]
     cmd = ("virsh migrate --live --p2p --persistent --undefinesource --abort-on-error --unsafe %s %s %s && "
            "virsh domjobinfo --completed %s 2>/dev/null || true" % (extra, name, uri, name))
+    if max_downtime_ms is not None:
+        cmd = "virsh migrate-setmaxdowntime %s %d && %s" % (name, max_downtime_ms, cmd)
     t0 = time.monotonic()
     proc = nodes.ssh(src, cmd, check=False, timeout=600)
     wall = time.monotonic() - t0
@@ -240,8 +246,38 @@ def ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
-def bench_compare(nodes, rounds, module_options=None):
-    """Module vs virsh, same idle guest, ping during each migration."""
+def bootstrap_ratio_ci(rows, key, resamples=2000, seed=1):
+    """95 % bootstrap interval of median(module) / median(virsh) over the rounds.
+
+    Rounds are resampled whole (both tools of a round together: they ran back to back on the
+    same machine state). Says how far the ratio of medians can be trusted with this many rounds;
+    None with fewer than 4 rounds of both.
+    """
+    import random
+    by_round = {}
+    for r in rows:
+        if r.get(key) is not None:
+            by_round.setdefault(r["round"], {})[r["tool"]] = r[key]
+    pairs = [v for v in by_round.values() if "module" in v and "virsh" in v]
+    if len(pairs) < 4:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        sample = [rng.choice(pairs) for _ in pairs]
+        virsh = statistics.median(p["virsh"] for p in sample)
+        if virsh:
+            ratios.append(statistics.median(p["module"] for p in sample) / virsh)
+    ratios.sort()
+    return [round(ratios[int(0.025 * len(ratios))], 2), round(ratios[int(0.975 * len(ratios)) - 1], 2)]
+
+
+def bench_compare(nodes, rounds, module_options=None, max_downtime_ms=None):
+    """Module vs virsh, same idle guest, ping during each migration (both with the same maximum
+    downtime when ``max_downtime_ms`` is given)."""
+    module_options = dict(module_options or {})
+    if max_downtime_ms is not None:
+        module_options["max_downtime"] = max_downtime_ms
     name = "bench-cmp"
     nodes.remove_guest(name)
     a, b = sorted(nodes.hosts)[:2]
@@ -257,7 +293,7 @@ def bench_compare(nodes, rounds, module_options=None):
             pinger = Pinger(ip)
             time.sleep(1.0)
             if tool == "module":
-                rc, res = module_migrate(nodes, name, where, dst, **(module_options or {}))
+                rc, res = module_migrate(nodes, name, where, dst, **module_options)
                 # Both tools are judged by the destination's completed-job statistics: the module
                 # reports the source's, whose elapsed time also spans the confirm phase.
                 st = res.get("stats") or {}
@@ -267,7 +303,8 @@ def bench_compare(nodes, rounds, module_options=None):
                            module_reported=dict(total_time_ms=st.get("total_time_ms"),
                                                 downtime_ms=st.get("downtime_ms")))
             else:
-                row = dict(tool=tool, round=i, **virsh_migrate(nodes, name, where, dst))
+                row = dict(tool=tool, round=i, **virsh_migrate(nodes, name, where, dst,
+                                                               max_downtime_ms=max_downtime_ms))
             time.sleep(1.0)
             row["ping"] = pinger.stop()
             rows.append(row)
@@ -281,7 +318,8 @@ def bench_compare(nodes, rounds, module_options=None):
     summary = {}
     for key in ("total_time_ms", "downtime_ms", "wall_s"):
         summary[key] = dict(module=med("module", key), virsh=med("virsh", key),
-                            ratio=ratio(med("module", key), med("virsh", key)))
+                            ratio=ratio(med("module", key), med("virsh", key)),
+                            ci95=bootstrap_ratio_ci(rows, key))
     summary["ping_lost"] = dict(module=sum(r["ping"]["lost"] for r in rows if r["tool"] == "module"),
                                 virsh=sum(r["ping"]["lost"] for r in rows if r["tool"] == "virsh"),
                                 sent=sum(r["ping"]["sent"] for r in rows))
@@ -342,10 +380,13 @@ def bench_matrix(nodes, bandwidth, timeout, workloads, modes):
 def markdown(result):
     out = []
     s = result["compare"]["summary"]
-    out.append("| measure (median of %d rounds) | module | virsh migrate | ratio |" % result["rounds"])
-    out.append("|---|---|---|---|")
+    out.append("| measure (median of %d rounds) | module | virsh migrate | ratio | 95 %% interval of the ratio |"
+               % result["rounds"])
+    out.append("|---|---|---|---|---|")
     for key in ("total_time_ms", "downtime_ms", "wall_s"):
-        out.append("| %s | %s | %s | %s |" % (key, s[key]["module"], s[key]["virsh"], s[key]["ratio"]))
+        ci = s[key].get("ci95")
+        out.append("| %s | %s | %s | %s | %s |" % (key, s[key]["module"], s[key]["virsh"], s[key]["ratio"],
+                                                   "%s-%s" % tuple(ci) if ci else "-"))
     out.append("")
     out.append("Ping every 50 ms during those migrations: %d sent, lost %d (module) and %d (virsh)."
                % (s["ping_lost"]["sent"], s["ping_lost"]["module"], s["ping_lost"]["virsh"]))
@@ -368,6 +409,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=4, help="comparison rounds (even: both directions alike)")
     parser.add_argument("--compare-only", action="store_true", help="only module vs virsh, no matrix")
     parser.add_argument("--poll-interval", type=float, help="the module's poll_interval in the comparison")
+    parser.add_argument("--max-downtime", type=int, metavar="MS",
+                        help="the same maximum downtime for both tools in the comparison (default: QEMU's)")
     parser.add_argument("--bandwidth", type=int, default=40, help="MiB/s cap for the matrix")
     parser.add_argument("--timeout", type=float, default=45.0, help="migration_timeout for the matrix (abort)")
     parser.add_argument("--json", help="write the full result here")
@@ -378,9 +421,9 @@ def main():
     nodes.enable_postcopy()
     rounds = 1 if args.quick else args.rounds
     t0 = time.time()
-    result = dict(rounds=rounds, bandwidth=args.bandwidth, timeout=args.timeout)
+    result = dict(rounds=rounds, bandwidth=args.bandwidth, timeout=args.timeout, max_downtime_ms=args.max_downtime)
     result["compare"] = bench_compare(nodes, rounds, {} if args.poll_interval is None
-                                      else {"poll_interval": args.poll_interval})
+                                      else {"poll_interval": args.poll_interval}, max_downtime_ms=args.max_downtime)
     workloads = ["idle", "memory"] if args.quick else list(WORKLOADS)
     result["matrix"] = [] if args.compare_only else bench_matrix(nodes, args.bandwidth, args.timeout, workloads,
                                                                  list(MODES))

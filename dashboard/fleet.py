@@ -18,10 +18,13 @@ from dashboard.devpath_import import COLLECTIONS, REPO
 
 def ansible_env(base=None, ansible_config=None):
     """The environment ansible-playbook runs in: the checkout's ansible.cfg and collections path
-    (as tests/integration/conftest.py's Lab.ansible_env), no colours."""
+    (as tests/integration/conftest.py's Lab.ansible_env), no colours. An installed collection
+    ships no ansible.cfg: there the operator's own configuration applies."""
     env = dict(os.environ if base is None else base)
-    env.update(ANSIBLE_CONFIG=str(ansible_config or REPO / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+    config = ansible_config or (REPO / "ansible.cfg" if (REPO / "ansible.cfg").is_file() else None)
+    if config:
+        env["ANSIBLE_CONFIG"] = str(config)
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PYTHONUNBUFFERED="1")
     return env
 
