@@ -377,6 +377,10 @@ def bench_matrix(nodes, bandwidth, timeout, workloads, modes):
     return rows
 
 
+def _round(value):
+    return None if value is None else round(value, 2)
+
+
 def markdown(result):
     out = []
     s = result["compare"]["summary"]
@@ -385,8 +389,8 @@ def markdown(result):
     out.append("|---|---|---|---|---|")
     for key in ("total_time_ms", "downtime_ms", "wall_s"):
         ci = s[key].get("ci95")
-        out.append("| %s | %s | %s | %s | %s |" % (key, s[key]["module"], s[key]["virsh"], s[key]["ratio"],
-                                                   "%s-%s" % tuple(ci) if ci else "-"))
+        out.append("| %s | %s | %s | %s | %s |" % (key, _round(s[key]["module"]), _round(s[key]["virsh"]),
+                                                   s[key]["ratio"], "%s-%s" % tuple(ci) if ci else "-"))
     out.append("")
     out.append("Ping every 50 ms during those migrations: %d sent, lost %d (module) and %d (virsh)."
                % (s["ping_lost"]["sent"], s["ping_lost"]["module"], s["ping_lost"]["virsh"]))
