@@ -17,12 +17,16 @@ BIN = Path(sys.executable).parent
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("galaxy")
     (tmp / "ansible.cfg").write_text("[defaults]\n")       # not the checkout's (its collections path)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # Nothing of the checkout's set-up may leak in (another test's ANSIBLE_* settings, or the
+    # checkout linked as an installed collection, which makes galaxy skip the install).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(tmp / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"))
     subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path", str(tmp)],
                    check=True, capture_output=True, env=env)
     tarball = next(tmp.glob("kvmfleet-iaas-*.tar.gz"))
     target = tmp / "collections"
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(target)],
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", str(tarball), "-p", str(target)],
                    check=True, capture_output=True, env=env)
     return target
 
@@ -35,7 +39,8 @@ def test_the_tarball_ships_no_checkout_tooling(installed):
 
 
 def test_a_playbook_resolves_by_fqcn_from_the_installed_collection(installed):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(installed.parent / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(installed),
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(installed.parent / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(installed),
                ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
                            "kvmfleet.iaas.create_vm"], capture_output=True, text=True, env=env, check=False)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kvmfleet-graphs: PNG graphs of every host and VM from gmetad's RRDs, with rrdtool.
 
 For each host directory under RRD_DIR (one per node, one per VM: VMs are the spoofed hosts

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """kvmfleet-vmstats: per-VM CPU, memory, disk and network load from libvirt into Ganglia.
 
 Once per interval it reads every running domain's statistics with ONE libvirt call
