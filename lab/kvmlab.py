@@ -482,9 +482,34 @@ def cmd_up(args):
         % (", ".join(wanted), ", ".join(started) or "none", time.time() - t0, INVENTORY))
 
 
+def container_init(nspawn_pid):
+    """(pid, pid namespace) of the node's init: the child of its nspawn that is PID 1 of a PID
+    namespace of its own; None when there is none."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            nspid = fields.get("NSpid", "").split()
+            if fields.get("PPid", "").strip() == str(nspawn_pid) and len(nspid) > 1 and nspid[-1] == "1":
+                return int(entry.name), os.readlink(entry / "ns" / "pid")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def same_process(init):
+    """True while the init found by container_init still runs (same PID, same namespace)."""
+    try:
+        return os.readlink("/proc/%d/ns/pid" % init[0]) == init[1]
+    except OSError:
+        return False
+
+
 def stop_node(name, info, timeout=30):
     pid = info.get("pid")
     if pid and pid_is_our_nspawn(pid, name):
+        init = container_init(pid)
         os.kill(pid, signal.SIGTERM)   # nspawn turns SIGTERM into an orderly container shutdown
         deadline = time.time() + timeout
         while time.time() < deadline and pid_is_our_nspawn(pid, name):
@@ -493,6 +518,16 @@ def stop_node(name, info, timeout=30):
             log("%s did not shut down in %d s; killing its nspawn (pid %d)" % (name, timeout, pid))
             os.kill(pid, signal.SIGKILL)
             while pid_is_our_nspawn(pid, name):
+                time.sleep(0.1)
+        # A killed nspawn leaves the node's init running, with whatever it still waited for (a
+        # guest that ignores the shutdown request holds libvirt-guests for minutes). Killing that
+        # init, found by PID and namespace, ends every process of the node's PID namespace.
+        if init and same_process(init):
+            log("%s: its init (pid %d) outlived nspawn; killing it and so the node's every process"
+                % (name, init[0]))
+            os.kill(init[0], signal.SIGKILL)
+            deadline = time.time() + 30
+            while same_process(init) and time.time() < deadline:
                 time.sleep(0.1)
     root = node_dir(name) / "root"
     for _ in range(20):
