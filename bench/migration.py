@@ -16,6 +16,7 @@ bench-*. The helpers (LabNodes, guest XML) are also used by tests/integration/te
 import argparse
 import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -253,7 +254,6 @@ def bootstrap_ratio_ci(rows, key, resamples=2000, seed=1):
     same machine state). Says how far the ratio of medians can be trusted with this many rounds;
     None with fewer than 4 rounds of both.
     """
-    import random
     by_round = {}
     for r in rows:
         if r.get(key) is not None:

@@ -493,7 +493,7 @@ def container_init(nspawn_pid):
             nspid = fields.get("NSpid", "").split()
             if fields.get("PPid", "").strip() == str(nspawn_pid) and len(nspid) > 1 and nspid[-1] == "1":
                 return int(entry.name), os.readlink(entry / "ns" / "pid")
-        except (OSError, ValueError):
+        except OSError:          # the process ended while being read
             continue
     return None
 

@@ -13,15 +13,20 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def clean_env(**settings):
+    """os.environ without any ANSIBLE_* of the checkout's set-up, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_NOCOLOR="1", **settings)
+    return env
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("galaxy")
     (tmp / "ansible.cfg").write_text("[defaults]\n")       # not the checkout's (its collections path)
     # Nothing of the checkout's set-up may leak in (another test's ANSIBLE_* settings, or the
     # checkout linked as an installed collection, which makes galaxy skip the install).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(tmp / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"))
+    env = clean_env(ANSIBLE_CONFIG=str(tmp / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"))
     subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path", str(tmp)],
                    check=True, capture_output=True, env=env)
     tarball = next(tmp.glob("kvmfleet-iaas-*.tar.gz"))
@@ -39,9 +44,7 @@ def test_the_tarball_ships_no_checkout_tooling(installed):
 
 
 def test_a_playbook_resolves_by_fqcn_from_the_installed_collection(installed):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(installed.parent / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(installed),
-               ANSIBLE_NOCOLOR="1")
+    env = clean_env(ANSIBLE_CONFIG=str(installed.parent / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(installed))
     proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
                            "kvmfleet.iaas.create_vm"], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
