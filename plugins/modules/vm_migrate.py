@@ -358,7 +358,8 @@ class VmMigrate(KvmfleetModule):
                               max_downtime_ms=plan.max_downtime_ms,
                               monitor=lambda elapsed, stats, switched:
                                   migration.monitor_action(plan, elapsed, stats, switched),
-                              poll_interval=self.params["poll_interval"])
+                              poll_interval=self.params["poll_interval"],
+                              fast_poll_until_postcopy=plan.postcopy_after_iterations is not None)
         result["postcopy"] = run["switched_postcopy"]
         result["progress"] = thin_samples(run["samples"])
         where = dict(domain=name, source=result["source"], destination=result["destination"],

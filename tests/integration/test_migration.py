@@ -67,13 +67,19 @@ class Mig:
                 return float(found[-1]) if found else None
             time.sleep(2)
 
+    def console_tail(self, node, name):
+        """What a failed assertion shows: the end of the console and the domain's vCPU time."""
+        return self.nodes.ssh(node, "tail -c 1500 /var/log/libvirt/qemu/%s.console; virsh domstats --state "
+                                    "--vcpu %s" % (name, name), check=False).stdout
+
     def assert_moved(self, name, node, born):
         """Runs on `node` only, and is the same guest: no boot there (a console file starts empty
         on the destination), and the uptime it reports there covers its whole life."""
         assert self.where(name) == {node: "running"}
         assert self.boots(node, name) == 0
         uptime = self.uptime(node, name)
-        assert uptime is not None and uptime >= time.time() - born - 30, (uptime, time.time() - born)
+        assert uptime is not None and uptime >= time.time() - born - 30, (uptime, time.time() - born,
+                                                                          self.console_tail(node, name))
 
     def assert_intact(self, name, node):
         """Still running on `node` only, persistent, never rebooted (its uptime covers its life)."""
