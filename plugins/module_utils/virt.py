@@ -1011,8 +1011,7 @@ class VirtConnection:
         come every 50 ms until the switch, so that it happens as the pass begins, as virsh's
         --postcopy-after-precopy does on libvirt's iteration event. In the lab (QEMU 7.2, TCG) a
         switch 100-250 ms into the pass killed the guest on the destination with corrupted
-        memory in 16 of 36 migrations; within 50 ms, or 1 s in, in none of 20
-        (docs/migration.md).
+        memory in 16 of 36 migrations, one within 50 ms in none of 30 (docs/migration.md).
 
         Returns {elapsed, switched_postcopy, aborted, samples: [(elapsed, stats)], error}
         where ``error`` is the typed error the migration ended with, or None.
@@ -1047,8 +1046,11 @@ class VirtConnection:
         # Polls come every poll_interval, except at 50 ms until max_downtime is applied to the job
         # or a pending post-copy switch is made (each poll is a QEMU query; bench/migration.py
         # --poll-interval measures what they cost).
-        while not done.wait(poll_interval if downtime_set and (switched or not fast_poll_until_postcopy)
-                            else min(poll_interval, 0.05)):
+        def next_wait():
+            urgent = not downtime_set or (fast_poll_until_postcopy and not switched)
+            return min(poll_interval, 0.05) if urgent else poll_interval
+
+        while not done.wait(next_wait()):
             elapsed = time.monotonic() - started
             try:
                 stats = self.job_stats(dom)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, virt
 
 try:
     import libvirt
@@ -32,6 +32,9 @@ class ScriptedDomain:
 
     def name(self):
         return "kvf-poll"
+
+    def XMLDesc(self, flags=0):
+        return "<domain type='qemu'><name>kvf-poll</name></domain>"
 
     def migrateToURI3(self, uri, params, flags):
         assert self.finished.wait(30)
@@ -67,15 +70,21 @@ def recorded(monkeypatch):
     conn.close()
 
 
-def switch_on_second_pass(elapsed, stats, switched):
-    return "postcopy" if not switched and stats.get("memory_iteration", 0) > 1 else None
+# post_copy with the default trigger: switch once the first pass is done (as vm_migrate plans it)
+PLAN = migration.plan_migration(dict(post_copy=True))
+URI = "qemu+ssh://root@192.0.2.12/system"
+
+
+def monitor(elapsed, stats, switched):
+    return migration.monitor_action(PLAN, elapsed, stats, switched)
 
 
 def test_pending_iteration_switch_is_polled_every_50_ms_then_poll_interval(recorded):
     conn, timeouts = recorded
     dom = ScriptedDomain()
-    run = conn.migrate_p2p(dom, "qemu+ssh://root@192.0.2.12/system", ("PEER2PEER", "LIVE", "POSTCOPY"),
-                           monitor=switch_on_second_pass, poll_interval=0.25, fast_poll_until_postcopy=True)
+    assert PLAN.postcopy_after_iterations is not None  # what vm_migrate passes as fast_poll_until_postcopy
+    run = conn.migrate_p2p(dom, URI, PLAN.flags, monitor=monitor, poll_interval=0.25,
+                           fast_poll_until_postcopy=True)
     assert run["error"] is None and run["switched_postcopy"] is True
     # polls 1-3 in pass 1, the 4th sees pass 2 and switches: all four waited 50 ms
     assert dom.switched_at == 4
@@ -86,7 +95,6 @@ def test_pending_iteration_switch_is_polled_every_50_ms_then_poll_interval(recor
 def test_without_a_pending_switch_polls_every_poll_interval(recorded):
     conn, timeouts = recorded
     dom = ScriptedDomain()
-    run = conn.migrate_p2p(dom, "qemu+ssh://root@192.0.2.12/system", ("PEER2PEER", "LIVE", "POSTCOPY"),
-                           monitor=switch_on_second_pass, poll_interval=0.25)
-    assert run["switched_postcopy"] is True and dom.switched_at == 4
+    run = conn.migrate_p2p(dom, URI, PLAN.flags, monitor=monitor, poll_interval=0.25)
+    assert run["error"] is None and run["switched_postcopy"] is True and dom.switched_at == 4
     assert timeouts and set(timeouts) == {0.25}
