@@ -1043,6 +1043,7 @@ class VirtConnection:
         switched = aborted = False
         downtime_set = max_downtime_ms is None
         abort_at = None
+
         # Polls come every poll_interval, except at 50 ms until max_downtime is applied to the job
         # or a pending post-copy switch is made (each poll is a QEMU query; bench/migration.py
         # --poll-interval measures what they cost).
