@@ -30,6 +30,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     PlacementError,
     ValidationError,
 )
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent
 
 STRATEGIES = ("balanced", "spread", "pack")
 POLICIES = ("anti-affinity", "affinity")
@@ -53,13 +54,6 @@ INVENTORY_DEFAULTS = {
 CPU_SOURCES = ("host", "vms")
 
 NO_FACTS = "no facts gathered"
-
-
-def vm_cpu_percent(facts):
-    """A host's CPU use as its VMs make it: their CPU % (of one host CPU each) over the host's CPUs."""
-    cpus = facts.get("cpus") or 0
-    used = sum(dom.get("cpu_percent") or 0.0 for dom in facts.get("domains") or ())
-    return min(100.0, used / cpus) if cpus else 0.0
 
 
 # Slack added to the tree's upper bounds wherever they are not computed by the very same float
@@ -256,7 +250,7 @@ class Host:
             used_disk_gb=_number(allocated.get("disk_gb"), "allocated.disk_gb", name, 0, True),
             # Unknown live figures (no CPU sample) are taken as idle: allocation still limits.
             cpu_percent=(_number(utilization.get("cpu_percent"), "utilization.cpu_percent", name, 0.0)
-                         if cpu_source == "host" else vm_cpu_percent(facts)),
+                         if cpu_source == "host" else host_vm_cpu_percent(facts) or 0.0),
             memory_percent=_number(utilization.get("memory_percent"), "utilization.memory_percent", name, 0.0),
             domains=[Domain.from_fact(d, name) for d in facts.get("domains") or ()],
             **settings

@@ -42,6 +42,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
     Request,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.scaling import Sizes, target_sizes
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent
 
 MODES = ("balance", "consolidate")
 CPU_SOURCES = ("host", "vms")
@@ -150,14 +151,7 @@ def host_cpu(facts, source="host"):
     domains when the facts predate that field). None when not sampled."""
     utilization = facts.get("utilization") or {}
     if source == "vms":
-        value = _num(utilization.get("vm_cpu_percent"))
-        if value is not None:
-            return value
-        cpus = _num(facts.get("cpus"))
-        loads = [_num(d.get("cpu_percent")) for d in facts.get("domains") or () if d.get("state") == "running"]
-        if not cpus or any(v is None for v in loads):
-            return None
-        return round(sum(loads) / cpus, 1)
+        return host_vm_cpu_percent(facts)
     return _num(utilization.get("cpu_percent"))
 
 

@@ -29,6 +29,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     VirtError,
     VirtTimeout,
 )
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import vm_cpu_percent
 
 LIBVIRT_IMPORT_ERROR = None
 try:
@@ -387,19 +388,6 @@ def host_cpu_percent(before, after):
     return round(min(100.0, max(0.0, 100.0 * (total - idle) / total)), 1)
 
 
-def vms_cpu_percent(domains, cpus):
-    """CPU the host's own domains used, in percent of the host's CPUs (0..100): the sum of the
-    running domains' ``cpu_percent`` over ``cpus``. Unlike the host-wide figure it counts only
-    this host's guests, which is what tells nodes apart when they share a machine (the lab).
-    None when a running domain was not sampled or ``cpus`` is unknown."""
-    if not cpus:
-        return None
-    loads = [d.get("cpu_percent") for d in domains if d.get("state") == "running"]
-    if any(load is None for load in loads):
-        return None
-    return round(sum(loads) / cpus, 1)
-
-
 def domain_fact(stats, xml_info, cpu_percent=None, addresses=None, block_fallback=None):
     """One entry of ``kvmfleet_hypervisor.domains``.
 
@@ -501,7 +489,7 @@ def hypervisor_fact(hostname, virt_types, cpus, memory_mb, memory_free_mb, stora
         utilization=dict(cpu_percent=cpu_percent,
                          memory_percent=memory_percent(memory_mb, memory_free_mb),
                          sample_seconds=float(sample_seconds),
-                         vm_cpu_percent=vms_cpu_percent(domains, cpus) if sample_seconds else None),
+                         vm_cpu_percent=vm_cpu_percent(domains, cpus) if sample_seconds else None),
         domains=list(domains),
     )
 

@@ -691,13 +691,7 @@ def test_a_hung_domain_is_skipped_not_fatal(test_driver):
     assert "did not answer within 0.3 s" in listing["skipped"][0]["error"]
 
 
-def test_vm_cpu_percent_sums_running_domains_over_host_cpus():
-    doms = [{"state": "running", "cpu_percent": 100.0}, {"state": "running", "cpu_percent": 50.0},
-            {"state": "shutoff", "cpu_percent": 0.0}]
-    assert virt.vms_cpu_percent(doms, 2) == 75.0
-    assert virt.vms_cpu_percent([], 2) == 0.0
-    assert virt.vms_cpu_percent(doms + [{"state": "running", "cpu_percent": None}], 2) is None
-    assert virt.vms_cpu_percent(doms, 0) is None
+def test_unsampled_hypervisor_fact_has_no_vm_cpu_figure():
     unsampled = virt.hypervisor_fact("n", ["qemu"], 2, 3900, 2100, virt.storage_fact("/x", None, None), [], None, 0)
     assert unsampled["utilization"]["vm_cpu_percent"] is None
 

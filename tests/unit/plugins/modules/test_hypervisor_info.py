@@ -6,6 +6,7 @@ import pytest
 
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module, virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import vm_cpu_percent
 from ansible_collections.kvmfleet.iaas.plugins.modules import hypervisor_info
 
 try:
@@ -65,8 +66,7 @@ def test_reports_the_schema_of_a_reachable_host(test_driver, run_module):
     assert hv["allocated"]["memory_mb"] == 2048 + 1024 + 2048
     assert set(hv["utilization"]) == {"cpu_percent", "memory_percent", "sample_seconds", "vm_cpu_percent"}
     assert hv["utilization"]["sample_seconds"] == 0.2
-    running = [d["cpu_percent"] for d in hv["domains"] if d["state"] == "running"]
-    assert hv["utilization"]["vm_cpu_percent"] == (None if None in running else round(sum(running) / hv["cpus"], 1))
+    assert hv["utilization"]["vm_cpu_percent"] == vm_cpu_percent(hv["domains"], hv["cpus"])
     for domain in hv["domains"]:
         assert set(domain) == DOMAIN_KEYS
     by_name = dict((d["name"], d) for d in hv["domains"])
