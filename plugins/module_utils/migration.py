@@ -34,6 +34,11 @@ _MIB = 1024 * 1024
 
 # default for post_copy without a trigger: switch once the first full pass of memory is sent
 DEFAULT_POSTCOPY_AFTER_ITERATIONS = 1
+# The options of plan_migration, as the vm_migrate module names them.
+PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge",
+                "auto_converge_initial", "auto_converge_increment", "post_copy",
+                "post_copy_after_seconds", "post_copy_after_iterations", "bandwidth", "max_downtime",
+                "compression", "parallel_connections", "migration_timeout", "timeout_action")
 
 
 class MigrationPlan:
@@ -266,6 +271,18 @@ def progress_sample(elapsed, stats):
                 transferred_mib=_mib(stats.get("data_processed")),
                 dirty_rate_mib_s=None if dirty is None else round(dirty * page / _MIB, 2),
                 throttle_percent=stats.get("auto_converge_throttle"))
+
+
+def thin_samples(samples, every=1.0):
+    """Progress samples (``(elapsed, stats)`` pairs), at most one per ``every`` seconds, plus the last one."""
+    out, last = [], None
+    for elapsed, stats in samples:
+        if last is None or elapsed - last >= every:
+            out.append(progress_sample(elapsed, stats))
+            last = elapsed
+    if samples and (not out or out[-1]["elapsed_s"] != round(samples[-1][0], 2)):
+        out.append(progress_sample(*samples[-1]))
+    return out
 
 
 def decide(source_state, destination_state):

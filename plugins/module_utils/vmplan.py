@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the vm module must do to bring a VM to the requested state: pure decisions.
 
-The module gathers the current state through virt.py, asks ``plan_vm`` for the steps and runs
+ops/vm.py gathers the current state through virt.py, asks ``plan_vm`` for the steps and runs
 them; check mode stops after planning. Imports neither Ansible nor libvirt.
 """
 
@@ -122,6 +122,13 @@ def plan_vm(state, current, disk_exists, autostart=None):
     if state == "stopped" and power != "shutoff":
         steps.append(STOP)
     return steps
+
+
+def predicted_autostart(current, autostart=None):
+    """Autostart after the plan: as asked, else as it is (off for a new VM)."""
+    if current is None:
+        return bool(autostart)
+    return current["autostart"] if autostart is None else autostart
 
 
 def predicted_state(state, current, steps):

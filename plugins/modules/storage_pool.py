@@ -91,66 +91,16 @@ pool:
       returned: success
 """
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import poolplan
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_xml, pool_path
-
-
-def describe(virt, pool):
-    if pool is None:
-        return {"active": False, "autostart": False, "path": None, "defined": False}
-    return {"active": bool(virt.call(pool.isActive)), "autostart": bool(virt.call(pool.autostart)),
-            "path": pool_path(virt.call(pool.XMLDesc, 0)), "defined": True}
-
-
-def plan(current, params):
-    """The actions that bring ``current`` to the requested state, in order."""
-    state, autostart, path = params["state"], params["autostart"], params["path"]
-    if state == "absent":
-        return [a for a, needed in (("destroy", current["active"]),
-                                    ("undefine", current["defined"])) if needed]
-    actions = []
-    if not current["defined"]:
-        actions.append("define")
-    elif current["path"] != path:
-        if current["active"] and state != "inactive":
-            raise ValidationError("pool %s is active at %s; stop it (state=inactive) before moving it to %s"
-                                  % (params["name"], current["path"], path))
-        if current["active"]:
-            actions.append("destroy")
-        actions.append("define")
-    running = current["active"] and "destroy" not in actions
-    if state == "active" and not running:
-        actions.append("create")
-    if state == "inactive" and running:
-        actions.append("destroy")
-    if autostart is not None and bool(autostart) != (current["autostart"] and current["defined"]):
-        actions.append("autostart" if autostart else "noautostart")
-    return actions
-
-
-def predicted(before, actions, params):
-    """The pool as ``actions`` would leave it (check mode)."""
-    after = dict(before)
-    for action in actions:
-        if action == "define":
-            after.update(defined=True, path=params["path"])
-        elif action == "create":
-            after["active"] = True
-        elif action == "destroy":
-            after["active"] = False
-        elif action == "undefine":
-            after.update(defined=False, path=None, autostart=False)
-        else:
-            after["autostart"] = action == "autostart"
-    return after
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.pool import ensure_pool
 
 
 class StoragePoolModule(KvmfleetModule):
     argument_spec = dict(
         name=dict(type="str", required=True),
         path=dict(type="path"),
-        state=dict(type="str", default="active", choices=["present", "active", "inactive", "absent"]),
+        state=dict(type="str", default="active", choices=list(poolplan.STATES)),
         autostart=dict(type="bool"),
     )
     module_kwargs = dict(
@@ -160,31 +110,8 @@ class StoragePoolModule(KvmfleetModule):
     )
 
     def run(self):
-        params = self.params
         with self.connect() as virt:
-            pool = virt.lookup_pool(params["name"])
-            before = describe(virt, pool)
-            actions = plan(before, params)
-            after = predicted(before, actions, params)
-            if actions and not self.module.check_mode:
-                for action in actions:
-                    if action == "define":
-                        pool = virt.call(virt.conn.storagePoolDefineXML, pool_xml(params["name"], params["path"]), 0)
-                    elif action == "create":
-                        virt.call(pool.create, 0)
-                    elif action == "destroy":
-                        virt.call(pool.destroy)
-                    elif action == "undefine":
-                        virt.call(pool.undefine)
-                    else:
-                        virt.call(pool.setAutostart, 1 if action == "autostart" else 0)
-                after = describe(virt, None if "undefine" in actions else pool)
-        result = dict(changed=bool(actions), actions=actions,
-                      pool=dict(name=params["name"], path=after["path"], active=after["active"],
-                                autostart=after["autostart"]))
-        if self.module._diff:
-            result["diff"] = dict(before=before, after=after)
-        return result
+            return ensure_pool(virt, self.params, check_mode=self.module.check_mode, diff=self.module._diff)
 
 
 def main():

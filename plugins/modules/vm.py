@@ -217,24 +217,15 @@ vm:
       returned: when defined
 """
 
-import math
-
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
-    build_domain_xml,
-    diff_domain,
-    domain_facts,
-    pretty,
-)
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, NotManaged, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import derive_mac, normalize_mac
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_path
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.vm import VmOps
 
-_GIB = 1024 ** 3
 _REQUEST_FIELDS = ("name", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb", "disk_gb", "image",
                    "kernel", "initrd", "cmdline", "group")
+# module option -> keyword of vmplan.desired_domain
+_DOMAIN_OPTIONS = dict(bridge="bridge", virt_type="domain_type", console_dir="console_dir", serial="serial",
+                       cpu_mode="cpu_mode", machine="machine")
 
 
 class VmModule(KvmfleetModule):
@@ -271,156 +262,12 @@ class VmModule(KvmfleetModule):
     def run(self):
         params = self.params
         with self.connect() as virt:
-            self.virt = virt
-            dom = virt.find_domain(params["name"])
+            ops = VmOps(virt, self.connect, check_mode=self.module.check_mode, diff=self.module._diff)
             if params["state"] == "absent":
-                return self.absent(dom)
-            return self.present(dom)
-
-    # ---- present / running / stopped
-
-    def present(self, dom):
-        params, virt = self.params, self.virt
-        pool = virt.lookup_pool(params["pool"])
-        if pool is None:
-            raise ValidationError("storage pool %s does not exist on %s (onboard the node with the setup role)"
-                                  % (params["pool"], virt.hostname()), field="pool", value=params["pool"])
-        pool_dir = pool_path(virt.call(pool.XMLDesc, 0))
-        host = virt.host_info()
-        spec = validate_vm_request(dict((f, params[f]) for f in _REQUEST_FIELDS if params[f] is not None),
-                                   host_max_vcpus=host["cpus"], host_memory_mb=host["memory_mb"], pool_dir=pool_dir)
-        mac = normalize_mac(params["mac"]) if params["mac"] else derive_mac(spec.name)
-        disk_name = vmplan.volume_name(spec.name)
-        disk_path = "%s/%s" % (pool_dir.rstrip("/"), disk_name)
-        desired = vmplan.desired_domain(spec, disk_path, mac, params["bridge"], params["virt_type"],
-                                        params["console_dir"], params["serial"], params["cpu_mode"],
-                                        params["machine"])
-        volume = virt.lookup_volume(pool, disk_name)
-        current, before_xml = None, ""
-        if dom is not None:
-            before_xml = virt.domain_xml(dom, inactive=True)
-            current = dict(managed=domain_facts(before_xml)["managed"], state=virt.domain_state(dom),
-                           autostart=virt.autostart(dom))
-            capacity = self.volume_gb(volume) if volume is not None else None
-            vmplan.check_existing(spec.name, current, diff_domain(desired, before_xml) if current["managed"] else {},
-                                  spec.disk_gb, capacity)
-        steps = self.plan(params["state"], current, volume is not None, spec.name)
-        after_xml = build_domain_xml(desired) if dom is None else before_xml
-        if steps and not self.module.check_mode:
-            dom = self.apply(steps, pool, dom, spec, after_xml)
-        result = dict(changed=bool(steps), steps=steps,
-                      vm=self.describe(dom, spec, desired, disk_path, steps, current))
-        if self.module._diff:
-            result["diff"] = dict(before=pretty(before_xml) if before_xml else "",
-                                  after=pretty(after_xml),
-                                  before_header="%s (defined)" % spec.name if before_xml else "(none)",
-                                  after_header=spec.name)
-        return result
-
-    def plan(self, state, current, disk_exists, name):
-        try:
-            return vmplan.plan_vm(state, current, disk_exists, self.params["autostart"])
-        except KvmfleetError as err:
-            err.msg = "VM %s: %s" % (name, err.msg)
-            raise
-
-    def apply(self, steps, pool, dom, spec, xml):
-        virt = self.virt
-        try:
-            for step in steps:
-                if step == vmplan.CREATE_DISK:
-                    virt.create_volume(pool, vmplan.volume_xml(vmplan.volume_name(spec.name), spec.disk_gb, spec.image))
-                elif step == vmplan.DEFINE:
-                    dom = virt.define_domain(xml)
-                elif step in (vmplan.AUTOSTART, vmplan.NOAUTOSTART):
-                    virt.set_autostart(dom, step == vmplan.AUTOSTART)
-                elif step == vmplan.START:
-                    virt.start_domain(dom)
-                elif step == vmplan.STOP:
-                    virt.stop_domain(dom, self.params["stop_timeout"])
-        except KvmfleetError as err:
-            if vmplan.CREATE_DISK in steps:
-                self.roll_back(spec, err)
-            raise
-        return dom
-
-    def roll_back(self, spec, err):
-        """A new VM failed half-way: remove what this run made, so nothing is left behind.
-
-        A fresh connection, and lookups by name: the failed call may have timed out (which
-        leaves the first connection unusable) and still have completed inside libvirt.
-        """
-        undone = []
-        try:
-            with self.connect() as virt:
-                dom = virt.find_domain(spec.name)
-                if dom is not None and domain_facts(virt.domain_xml(dom, inactive=True))["managed"]:
-                    if virt.domain_state(dom) != "shutoff":
-                        virt.stop_domain(dom)
-                    virt.undefine_domain(dom, keep_nvram=False)
-                    undone.append("definition")
-                pool = virt.lookup_pool(self.params["pool"])
-                volume = virt.lookup_volume(pool, vmplan.volume_name(spec.name)) if pool is not None else None
-                if volume is not None:
-                    virt.delete_volume(volume)
-                    undone.append("disk")
-        except KvmfleetError as cleanup_err:
-            err.details["cleanup_error"] = str(cleanup_err)
-        err.msg = "%s (rolled back: %s)" % (err.msg, "removed the %s it made" % " and ".join(undone)
-                                            if undone else "nothing had been made")
-        err.details["rolled_back"] = undone
-
-    # ---- absent
-
-    def absent(self, dom):
-        virt, name = self.virt, self.params["name"]
-        if dom is None:
-            return dict(changed=False, steps=[], vm=dict(name=name, host=virt.hostname(), state="absent"))
-        before_xml = virt.domain_xml(dom, inactive=True)
-        facts = domain_facts(before_xml)
-        if not facts["managed"]:
-            raise NotManaged("a domain named %s exists on this host and was not made by kvmfleet; "
-                             "it is left untouched" % name, name=name)
-        disk_name = vmplan.volume_name(name)
-        ours = [d["path"] for d in facts["disks"] if d["path"] and d["path"].endswith("/" + disk_name)]
-        current = dict(managed=True, state=virt.domain_state(dom), autostart=virt.autostart(dom))
-        steps = vmplan.plan_vm("absent", current, bool(ours))
-        if not self.module.check_mode:
-            volume = None
-            if ours:
-                pool = virt.pool_for_path(ours[0].rsplit("/", 1)[0])
-                volume = virt.lookup_volume(pool, disk_name) if pool is not None else None
-            for step in steps:
-                if step == vmplan.STOP:
-                    virt.stop_domain(dom, 0)
-                elif step == vmplan.UNDEFINE:
-                    virt.undefine_domain(dom, keep_nvram=False)
-                elif step == vmplan.DELETE_DISK and volume is not None:
-                    virt.delete_volume(volume)
-        gone = dict(name=name, host=virt.hostname(), state="absent", disk=ours[0] if ours else None)
-        result = dict(changed=True, steps=steps, vm=gone)
-        if self.module._diff:
-            result["diff"] = dict(before=pretty(before_xml), after="")
-        return result
-
-    # ---- results
-
-    def volume_gb(self, volume):
-        return int(math.ceil(self.virt.call(volume.info)[1] / float(_GIB)))
-
-    def describe(self, dom, spec, desired, disk_path, steps, current):
-        virt = self.virt
-        vm = dict(name=spec.name, host=virt.hostname(), vcpus=spec.vcpus, vcpus_max=spec.vcpus_max,
-                  memory_mb=spec.memory_mb, memory_max_mb=spec.memory_max_mb, disk=disk_path,
-                  disk_gb=spec.disk_gb, image=spec.image, mac=desired.interfaces[0].mac, group=spec.group,
-                  console=desired.serial_path)
-        if dom is not None and not (self.module.check_mode and steps):
-            vm.update(uuid=virt.call(dom.UUIDString), state=virt.domain_state(dom), autostart=virt.autostart(dom))
-        else:
-            vm.update(uuid=None, state=vmplan.predicted_state(self.params["state"], current, steps),
-                      autostart=bool(self.params["autostart"]) if current is None
-                      else (current["autostart"] if self.params["autostart"] is None else self.params["autostart"]))
-        return vm
+                return ops.remove(params["name"])
+            return ops.ensure(params["state"], dict((f, params[f]) for f in _REQUEST_FIELDS if params[f] is not None),
+                              params["pool"], dict((kw, params[opt]) for opt, kw in _DOMAIN_OPTIONS.items()),
+                              mac=params["mac"], autostart=params["autostart"], stop_timeout=params["stop_timeout"])
 
 
 def main():

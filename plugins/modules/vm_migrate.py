@@ -261,24 +261,11 @@ progress:
   sample: [{elapsed_s: 1.0, iteration: 1, remaining_mib: 80.5, transferred_mib: 120.1, dirty_rate_mib_s: null, throttle_percent: null}]
 """
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
-    Conflict,
-    DomainNotFound,
-    ValidationError,
-    VirtError,
-)
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.migrate import MigrateOps
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import VirtConnection
-
-
-# libvirt's VIR_ERR_MIGRATE_UNSAFE: "Migration without shared storage is unsafe"
-MIGRATE_UNSAFE = 81
-
-PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge",
-                "auto_converge_initial", "auto_converge_increment", "post_copy",
-                "post_copy_after_seconds", "post_copy_after_iterations", "bandwidth", "max_downtime",
-                "compression", "parallel_connections", "migration_timeout", "timeout_action")
 
 
 class VmMigrate(KvmfleetModule):
@@ -310,122 +297,16 @@ class VmMigrate(KvmfleetModule):
 
     def run(self):
         p = self.params
-        name = p["name"]
         migration.check_destination_uri(p["destination_uri"], p["allow_insecure_transport"])
-        options = dict((key, p[key]) for key in PLAN_OPTIONS)
+        options = dict((key, p[key]) for key in migration.PLAN_OPTIONS)
         migration.plan_migration(options)  # validate before touching anything
         if p["poll_interval"] <= 0:
             raise ValidationError("poll_interval must be > 0", option="poll_interval")
-
         with self.connect() as src:
-            src_host = src.hostname()
-            dom = src.find_domain(name)
-            src_state = src.domain_state(dom) if dom is not None else None
-            with VirtConnection(p["destination_uri"], timeout=p["timeout"]) as dst:
-                dst_host = dst.hostname()
-                if migration.same_host(src_host, dst_host, src.host_uuid(), dst.host_uuid()):
-                    raise Conflict("%s: the destination %s is the source host %s"
-                                   % (name, p["destination_uri"], src_host),
-                                   source=src_host, destination=p["destination"] or dst_host)
-                dst_dom = dst.find_domain(name)
-                dst_state = dst.domain_state(dst_dom) if dst_dom is not None else None
-                result = dict(changed=False, source=src_host, destination=p["destination"] or dst_host,
-                              unsafe_reason=None, postcopy=False, stats=None)
-                action = migration.decide(src_state, dst_state)
-                if action == migration.NOT_FOUND:
-                    raise DomainNotFound("VM %s is defined neither on %s nor on %s" % (name, src_host, dst_host),
-                                         domain=name, source=src_host, destination=result["destination"])
-                if action == migration.ALREADY_THERE:
-                    return dict(result, action="already_there")
-                if action == migration.FINISH:
-                    result.update(action="finished", changed=True)
-                    if p["undefine_source"] and not self.module.check_mode:
-                        src.undefine_domain(dom)
-                    return result
-                plan = migration.plan_migration(options, active=(action == migration.MIGRATE))
-                result.update(changed=True, flags=list(plan.flags), progress=[],
-                              action="migrated" if action == migration.MIGRATE else "moved_offline")
-                if plan.unsafe_reason:
-                    result["unsafe_reason"] = plan.unsafe_reason
-                    self.module.warn("libvirt's shared-storage check skipped: %s" % plan.unsafe_reason)
-                if self.module.check_mode:
-                    return result
-                return self.migrate(src, dst, dom, plan, result)
-
-    def migrate(self, src, dst, dom, plan, result):
-        name = self.params["name"]
-        run = src.migrate_p2p(dom, self.params["destination_uri"], plan.flags, plan.params,
-                              max_downtime_ms=plan.max_downtime_ms,
-                              monitor=lambda elapsed, stats, switched:
-                                  migration.monitor_action(plan, elapsed, stats, switched),
-                              poll_interval=self.params["poll_interval"],
-                              fast_poll_until_postcopy=plan.postcopy_after_iterations is not None)
-        result["postcopy"] = run["switched_postcopy"]
-        result["progress"] = thin_samples(run["samples"])
-        where = dict(domain=name, source=result["source"], destination=result["destination"],
-                     progress=result["progress"])
-        if run["error"] is not None:
-            err = run["error"]
-            if run["aborted"]:
-                msg = ("%s: migration to %s did not finish within %g s and was aborted (%s); the VM still runs on %s"
-                       % (name, result["destination"], plan.timeout, err, result["source"]))
-                raise VirtError(msg, aborted=True, **where)
-            state = self.state_after_failure(src, dom)
-            hint = ""
-            if err.details.get("libvirt_code") == MIGRATE_UNSAFE:
-                hint = (" (if both hosts see the disks at the same path through shared storage libvirt does "
-                        "not recognise, say why in unsafe_reason: inventory kvmfleet_migration_unsafe_reason; "
-                        "otherwise copy them with storage=copy_all or copy_incremental)")
-            raise VirtError("%s: migration to %s failed: %s%s; on %s the VM is %s"
-                            % (name, result["destination"], err, hint, result["source"], state),
-                            aborted=False, source_state=state, **dict(err.details, **where))
-        # The destination must run the VM before the source definition goes.
-        dst_dom = dst.find_domain(name)
-        dst_state = dst.domain_state(dst_dom) if dst_dom is not None else None
-        expected = ("shutoff",) if plan.offline else ("running", "paused")
-        if dst_state not in expected:
-            raise VirtError("%s: libvirt reported the migration done, but on %s the VM is %s; the source "
-                            "definition on %s is kept" % (name, result["destination"], dst_state or "missing",
-                                                          result["source"]), **where)
-        if not plan.offline:
-            result["stats"] = migration.convert_job_stats(self.completed_stats(src, dom, dst, dst_dom))
-        if plan.undefine_source:
-            try:
-                src.undefine_domain(dom)
-            except DomainNotFound:
-                pass
-        return result
-
-    @staticmethod
-    def state_after_failure(src, dom):
-        try:
-            return src.domain_state(dom)
-        except VirtError as err:
-            return "unknown (%s)" % err
-
-    @staticmethod
-    def completed_stats(src, dom, dst, dst_dom):
-        """Completed-job stats: the source keeps them on the (now inactive) domain; else the destination's."""
-        for virt, domain in ((src, dom), (dst, dst_dom)):
-            try:
-                stats = virt.job_stats(domain, completed=True)
-            except VirtError:
-                continue
-            if stats and stats.get("time_elapsed") is not None:
-                return stats
-        return {}
-
-
-def thin_samples(samples, every=1.0):
-    """Progress samples, at most one per ``every`` seconds, plus the last one."""
-    out, last = [], None
-    for elapsed, stats in samples:
-        if last is None or elapsed - last >= every:
-            out.append(migration.progress_sample(elapsed, stats))
-            last = elapsed
-    if samples and (not out or out[-1]["elapsed_s"] != round(samples[-1][0], 2)):
-        out.append(migration.progress_sample(*samples[-1]))
-    return out
+            ops = MigrateOps(src, lambda: VirtConnection(p["destination_uri"], timeout=p["timeout"]), p["name"],
+                             p["destination_uri"], destination=p["destination"], poll_interval=p["poll_interval"],
+                             check_mode=self.module.check_mode, warn=self.module.warn)
+            return ops.move(options)
 
 
 def main():

@@ -212,3 +212,11 @@ def test_auto_converge_tuning():
         plan(auto_converge_initial=50)
     with pytest.raises(ValidationError, match="1 to 99"):
         plan(auto_converge=True, auto_converge_increment=100)
+
+
+def test_thin_samples():
+    samples = [(0.25 * i, {"memory_iteration": i}) for i in range(1, 10)]
+    out = mg.thin_samples(samples)
+    assert [s["elapsed_s"] for s in out] == [0.25, 1.25, 2.25]
+    out = mg.thin_samples(samples[:6])
+    assert out[-1]["elapsed_s"] == 1.5

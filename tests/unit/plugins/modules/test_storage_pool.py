@@ -1,5 +1,6 @@
 import pytest
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import poolplan
 from ansible_collections.kvmfleet.iaas.plugins.modules import storage_pool
 
 libvirt = pytest.importorskip("libvirt")
@@ -77,4 +78,4 @@ def test_moving_an_active_pool_is_refused_with_the_reason(conn, tmp_path, run_mo
      {"state": "absent", "autostart": None, "path": None, "name": "x"}, ["destroy", "undefine"]),
 ])
 def test_plan(before, params, expected):
-    assert storage_pool.plan(before, params) == expected
+    assert poolplan.plan(before, params) == expected

@@ -172,11 +172,3 @@ def test_tcp_allowed_when_asked(source, monkeypatch, run_module):
     assert seen == ["qemu+tcp://192.0.2.12/system"]
     # the destination cannot be opened: a clear failure, the VM untouched
     assert result["failed"] and "cannot connect" in result["msg"]
-
-
-def test_thin_samples():
-    samples = [(0.25 * i, {"memory_iteration": i}) for i in range(1, 10)]
-    out = vm_migrate.thin_samples(samples)
-    assert [s["elapsed_s"] for s in out] == [0.25, 1.25, 2.25]
-    out = vm_migrate.thin_samples(samples[:6])
-    assert out[-1]["elapsed_s"] == 1.5
