@@ -79,3 +79,13 @@ def test_moving_an_active_pool_is_refused_with_the_reason(conn, tmp_path, run_mo
 ])
 def test_plan(before, params, expected):
     assert poolplan.plan(before, params) == expected
+
+
+def test_check_mode_predicts_exactly_what_the_real_run_does(conn, tmp_path, run_module):
+    for request in (args(tmp_path, autostart=True), args(tmp_path, state="inactive", autostart=False),
+                    dict(name="kvf-images", uri=URI, state="absent")):
+        predicted = run_module(storage_pool, dict(request, _ansible_check_mode=True, _ansible_diff=True))
+        done = run_module(storage_pool, dict(request, _ansible_diff=True))
+        assert not done.get("failed"), done
+        for key in ("changed", "actions", "pool", "diff"):
+            assert predicted[key] == done[key], (request, key)

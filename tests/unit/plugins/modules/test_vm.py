@@ -146,3 +146,29 @@ def test_sizes_are_required_unless_absent(conn, run_module):
     result = run_module(vm, dict(name="web1", uri=URI, state="running"))
     assert result["failed"] is True and "vcpus" in result["msg"] and "memory_mb" in result["msg"]
     assert names(conn) == ["test"]
+
+
+@pytest.mark.parametrize("first, then", [
+    (None, dict(BASE)),                                        # a new VM: disk, definition, start
+    (dict(BASE), dict(BASE, state="stopped", autostart=True)),  # an existing one: autostart, stop
+    (dict(BASE), dict(name="web1", state="absent", uri=URI)),   # delete with its disk
+])
+def test_check_mode_predicts_exactly_what_the_real_run_does(conn, run_module, first, then):
+    if first is not None:
+        run_module(vm, first)
+    predicted = run_module(vm, dict(then, _ansible_check_mode=True, _ansible_diff=True))
+    done = run_module(vm, dict(then, _ansible_diff=True))
+    assert not done.get("failed"), done
+    assert (predicted["changed"], predicted["steps"]) == (done["changed"], done["steps"])
+    assert dict(predicted["vm"], uuid=None) == dict(done["vm"], uuid=None)
+    assert predicted["diff"] == done["diff"]
+
+
+def test_diff_mode_shows_the_domain_xml_before_and_after(conn, run_module):
+    run_module(vm, BASE)
+    same = run_module(vm, dict(BASE, state="stopped", _ansible_diff=True))
+    assert "<name>web1</name>" in same["diff"]["before"] and same["diff"]["before"] == same["diff"]["after"]
+    assert same["diff"]["before_header"] == "web1 (defined)" and same["diff"]["after_header"] == "web1"
+    gone = run_module(vm, dict(name="web1", state="absent", uri=URI, _ansible_diff=True))
+    assert "<name>web1</name>" in gone["diff"]["before"] and gone["diff"]["after"] == ""
+    assert "diff" not in run_module(vm, BASE)

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from ansible.module_utils import basic
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
 
@@ -94,13 +96,16 @@ def test_vm_nowhere_fails_clearly(source, destination, run_module):
     assert result["failed"] and "defined neither on" in result["msg"] and "kvf-nowhere" in result["msg"]
 
 
-def test_check_mode_reports_the_move_and_moves_nothing(source, destination, run_module):
+def test_check_mode_reports_the_move_and_moves_nothing(source, destination, run_module, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, text, **kw: warned.append(text))
     source("kvf-mig1")
     result = run_module(vm_migrate, args(_ansible_check_mode=True, unsafe_reason="shared by NFS", bandwidth=50))
     assert not result.get("failed"), result
     assert result["changed"] is True and result["action"] == "migrated"
     assert "UNSAFE" in result["flags"] and "LIVE" in result["flags"]
-    assert result["stats"] is None
+    assert result["stats"] is None and result["unsafe_reason"] == "shared by NFS"
+    assert warned == ["libvirt's shared-storage check skipped: shared by NFS"]
     conn = libvirt.open("test:///default")
     assert conn.lookupByName("kvf-mig1").isActive()
     conn.close()

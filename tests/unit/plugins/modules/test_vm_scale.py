@@ -2,6 +2,8 @@
 setMemoryFlags (LIVE and CONFIG separately) and memoryStats, so the real libvirt calls run."""
 import pytest
 
+from ansible.module_utils import basic
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm, vm_scale
@@ -160,3 +162,22 @@ def test_a_refusal_after_a_done_step_puts_that_step_back(web1, run_module, monke
     assert result["undone"] == ["vcpus_live"] and result["unchanged"] is True
     monkeypatch.undo()
     assert sizes(web1)["vcpus_live"] == 2 and sizes(web1)["vcpus"] == 2
+
+
+@pytest.mark.parametrize("change", [dict(vcpus=4, memory_mb=1024), dict(vcpus=1, memory_mb=256),
+                                    dict(vcpus=6, allow_restart=True)])
+def test_check_mode_predicts_exactly_what_the_real_run_does(web1, run_module, change):
+    predicted = run_module(vm_scale, dict(SCALE, _ansible_check_mode=True, _ansible_diff=True, **change))
+    done = run_module(vm_scale, dict(SCALE, _ansible_diff=True, **change))
+    assert not done.get("failed"), done
+    for key in ("changed", "steps", "restarted", "vm", "before", "after", "guest", "diff"):
+        assert predicted[key] == done[key], key
+
+
+def test_a_guest_that_has_not_taken_the_size_is_warned_about(web1, run_module, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, text, **kw: warned.append(text))
+    monkeypatch.setattr(virt.VirtConnection, "balloon_actual_kib", lambda self, dom: 512 * 1024)
+    result = run_module(vm_scale, dict(SCALE, memory_mb=1024))
+    assert not result.get("failed") and result["guest"]["memory_taken"] is False, result
+    assert len(warned) == 1 and "has not taken the whole new size" in warned[0], warned
