@@ -151,6 +151,7 @@ def test_sizes_are_required_unless_absent(conn, run_module):
 @pytest.mark.parametrize("first, then", [
     (None, dict(BASE)),                                        # a new VM: disk, definition, start
     (dict(BASE), dict(BASE, state="stopped", autostart=True)),  # an existing one: autostart, stop
+    (dict(BASE, autostart=True), dict(BASE, state="stopped")),  # autostart omitted: kept as it is
     (dict(BASE), dict(name="web1", state="absent", uri=URI)),   # delete with its disk
 ])
 def test_check_mode_predicts_exactly_what_the_real_run_does(conn, run_module, first, then):

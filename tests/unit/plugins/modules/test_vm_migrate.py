@@ -10,7 +10,9 @@ import pytest
 
 from ansible.module_utils import basic
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.migrate import MigrateOps
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
 
 try:
@@ -177,3 +179,58 @@ def test_tcp_allowed_when_asked(source, monkeypatch, run_module):
     assert seen == ["qemu+tcp://192.0.2.12/system"]
     # the destination cannot be opened: a clear failure, the VM untouched
     assert result["failed"] and "cannot connect" in result["msg"]
+
+
+class FakeSide:
+    """A connection that has migrated (or failed to): what MigrateOps.migrate reads and what it undefines."""
+
+    def __init__(self, run=None, state="running", stats=None):
+        self.run, self.state, self.stats, self.undefined = run, state, stats, []
+
+    def migrate_p2p(self, dom, uri, flags, params, **kwargs):
+        return self.run
+
+    def find_domain(self, name):
+        return None if self.state is None else name
+
+    def domain_state(self, dom):
+        return self.state
+
+    def job_stats(self, dom, completed=False):
+        return self.stats
+
+    def undefine_domain(self, dom):
+        self.undefined.append(dom)
+
+
+def migrate_with(src, dst):
+    ops = MigrateOps(src, None, "kvf-mig1", DEST_URI, destination="node2")
+    plan = migration.plan_migration(dict(migration_timeout=30), active=True)
+    return ops.migrate(dst, "kvf-mig1", plan, dict(source="node1", destination="node2"))
+
+
+def finished(error=None, aborted=False):
+    return dict(switched_postcopy=False, samples=[(0.25, {"memory_iteration": 1})], error=error, aborted=aborted)
+
+
+def test_the_source_definition_goes_only_once_the_destination_runs_the_vm():
+    src = FakeSide(finished(), state="shutoff", stats={"time_elapsed": 1200, "downtime": 40})
+    result = migrate_with(src, FakeSide(state="running"))
+    assert src.undefined == ["kvf-mig1"] and result["stats"]["downtime_ms"] == 40
+    for missing in (None, "shutoff"):
+        src = FakeSide(finished(), state="shutoff")
+        with pytest.raises(VirtError, match="the source definition on node1 is kept"):
+            migrate_with(src, FakeSide(state=missing))
+        assert src.undefined == []
+
+
+def test_a_failed_or_aborted_migration_keeps_the_source_and_says_why():
+    unsafe = VirtError("Unsafe migration: Migration without shared storage is unsafe", libvirt_code=81)
+    src = FakeSide(finished(error=unsafe))
+    with pytest.raises(VirtError, match="say why in unsafe_reason") as failed:
+        migrate_with(src, FakeSide(state=None))
+    assert failed.value.details["source_state"] == "running" and src.undefined == []
+    src = FakeSide(finished(error=VirtError("operation failed"), aborted=True))
+    with pytest.raises(VirtError, match="did not finish within 30 s and was aborted") as aborted:
+        migrate_with(src, FakeSide(state=None))
+    assert "unsafe_reason" not in str(aborted.value) and src.undefined == []
