@@ -81,16 +81,9 @@ class VmOps:
         after_xml = build_domain_xml(desired) if dom is None else before_xml
         if steps and not self.check_mode:
             dom = self.apply(steps, pool, dom, spec, after_xml, pool_name, stop_timeout)
-        vm = dict(name=spec.name, host=virt.hostname(), vcpus=spec.vcpus, vcpus_max=spec.vcpus_max,
-                  memory_mb=spec.memory_mb, memory_max_mb=spec.memory_max_mb, disk=disk_path,
-                  disk_gb=spec.disk_gb, image=spec.image, mac=desired.interfaces[0].mac, group=spec.group,
-                  console=desired.serial_path)
-        if dom is not None and not (self.check_mode and steps):
-            vm.update(uuid=virt.call(dom.UUIDString), state=virt.domain_state(dom), autostart=virt.autostart(dom))
-        else:
-            vm.update(uuid=None, state=vmplan.predicted_state(state, current, steps),
-                      autostart=vmplan.predicted_autostart(current, autostart))
-        result = dict(changed=bool(steps), steps=steps, vm=vm)
+        result = dict(changed=bool(steps), steps=steps,
+                      vm=self.describe(dom, spec, desired, disk_path, steps, vmplan.predicted_state(state, current, steps),
+                                       vmplan.predicted_autostart(current, autostart)))
         if self.diff:
             result["diff"] = dict(before=pretty(before_xml) if before_xml else "", after=pretty(after_xml),
                                   before_header="%s (defined)" % spec.name if before_xml else "(none)",
@@ -143,6 +136,19 @@ class VmOps:
         err.msg = "%s (rolled back: %s)" % (err.msg, "removed the %s it made" % " and ".join(undone)
                                             if undone else "nothing had been made")
         err.details["rolled_back"] = undone
+
+    def describe(self, dom, spec, desired, disk_path, steps, predicted_state, predicted_autostart):
+        """The result's ``vm``: as libvirt has it after a real run, as predicted in check mode or for a new VM."""
+        virt = self.virt
+        vm = dict(name=spec.name, host=virt.hostname(), vcpus=spec.vcpus, vcpus_max=spec.vcpus_max,
+                  memory_mb=spec.memory_mb, memory_max_mb=spec.memory_max_mb, disk=disk_path,
+                  disk_gb=spec.disk_gb, image=spec.image, mac=desired.interfaces[0].mac, group=spec.group,
+                  console=desired.serial_path)
+        if dom is not None and not (self.check_mode and steps):
+            vm.update(uuid=virt.call(dom.UUIDString), state=virt.domain_state(dom), autostart=virt.autostart(dom))
+        else:
+            vm.update(uuid=None, state=predicted_state, autostart=predicted_autostart)
+        return vm
 
     def volume_gb(self, volume):
         return int(math.ceil(self.virt.call(volume.info)[1] / float(_GIB)))
