@@ -35,7 +35,7 @@ import yaml  # noqa: E402
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (  # noqa: E402
     DiskSpec, DomainSpec, InterfaceSpec, build_domain_xml)
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import derive_mac  # noqa: E402
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac  # noqa: E402
 
 BIN = Path(sys.executable).parent
 INVENTORY = Path(os.environ.get("KVMFLEET_LAB_INVENTORY", REPO / "inventory" / "lab.yml"))

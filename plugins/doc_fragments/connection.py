@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The libvirt connection options every kvmfleet module shares (base_module.CONNECTION_ARGUMENT_SPEC).
+    # The libvirt connection options every kvmfleet module shares (base_module.connection_argument_spec()).
     DOCUMENTATION = r"""
 options:
   uri:

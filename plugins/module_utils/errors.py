@@ -35,6 +35,10 @@ class PlacementError(KvmfleetError):
     """No host can take the request. ``details['rejected']`` maps host -> list of reasons."""
 
 
+class CommandFailed(KvmfleetError):
+    """A command run on the host (qemu-img, systemctl) failed for a reason other than a policy."""
+
+
 class VirtError(KvmfleetError):
     """A libvirt operation failed."""
 

@@ -10,7 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import allocate_mac, macs_in_use
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import allocate_mac, macs_in_use
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.ipam import (
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import (
     format_range,
     parse_ip,
     parse_ip_range,

@@ -40,7 +40,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
     parse_xml,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import normalize_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
     CMDLINE_MAX_BYTES,
     Limits,

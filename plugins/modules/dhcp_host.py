@@ -213,126 +213,70 @@ reloaded:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import dhcp_store
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
-
-ARGUMENT_SPEC = dict(
-    state=dict(type="str", default="present", choices=["present", "absent"]),
-    mac=dict(type="str"),
-    name=dict(type="str"),
-    ip=dict(type="str"),
-    ip_range=dict(type="str"),
-    network=dict(type="str"),
-    reserved=dict(type="list", elements="str", default=[]),
-    dhcp_pool=dict(type="str"),
-    order=dict(type="str", default="lowest", choices=["lowest", "hashed"]),
-    probe=dict(type="bool", default=True),
-    hosts_dir=dict(type="path", default=dhcp_store.DEFAULT_HOSTS_DIR),
-    leases_file=dict(type="path", default=dhcp_store.DEFAULT_LEASES_FILE),
-    service=dict(type="str", default="kvmfleet-dhcp.service"),
-)
-
-# keys fail_json sets itself; an error's details must not overwrite them
-_RESERVED_RESULT_KEYS = frozenset(("msg", "failed", "changed", "exception", "invocation", "warnings"))
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import dhcp_store
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.dhcp_reservation import Pinger, reload_after
 
 
-class Pinger:
-    """``is_answering`` for ipam.choose_ip: ``ping -c 1 -W 1 IP`` as an argument list."""
+class DhcpHost(KvmfleetModule):
+    """Reserve (or release) under dhcp_store's lock, then reload dnsmasq when a file changed or went."""
 
-    def __init__(self, module):
-        self.module = module
-        self.binary = None
-        self.probed = []
-
-    def __call__(self, ip):
-        if self.binary is None:
-            self.binary = self.module.get_bin_path("ping")
-            if not self.binary:
-                raise KvmfleetError("probe=true needs the ping command on the DHCP server (package "
-                                    "iputils-ping); install it or set probe=false")
-        rc, _out, _err = self.module.run_command([self.binary, "-c", "1", "-W", "1", ip])
-        self.probed.append(ip)
-        return rc == 0
-
-
-class Service:
-    """The DHCP service: is it running, reload it (SIGHUP through its ExecReload)."""
-
-    def __init__(self, module, name):
-        self.module = module
-        self.name = name
-        self.systemctl = module.get_bin_path("systemctl")
-
-    def active(self):
-        if not self.systemctl:
-            return False
-        rc, _out, _err = self.module.run_command([self.systemctl, "is-active", "--quiet", self.name])
-        return rc == 0
-
-    def reload(self):
-        rc, out, err = self.module.run_command([self.systemctl, "reload", self.name])
-        if rc != 0:
-            raise KvmfleetError("systemctl reload %s failed (rc=%d): %s" % (self.name, rc, (err or out).strip()),
-                                service=self.name, rc=rc)
-
-
-def run(module):
-    params = module.params
-    check = module.check_mode
-    result = dict(reservation=None, action="unchanged", previous=None, removed=[], reused=False, skipped={},
-                  reloaded=False)
-    if params["state"] == "present":
-        plan = dhcp_store.reserve(
-            params["hosts_dir"], params["mac"], params["network"], leases_file=params["leases_file"],
-            dry_run=check, name=params["name"], ip=params["ip"], ip_range=params["ip_range"],
-            reserved=params["reserved"], dhcp_pool=params["dhcp_pool"], order=params["order"],
-            is_answering=Pinger(module) if params["probe"] else None)
-        changes = [plan.change]
-        result.update(reservation=plan.reservation.to_dict(), reused=plan.reused, skipped=plan.skipped,
-                      previous=plan.previous.to_dict() if plan.previous and plan.change.changed else None)
-    else:
-        plan = dhcp_store.release(params["hosts_dir"], mac=params["mac"],
-                                  name=None if params["mac"] else params["name"], dry_run=check)
-        changes = list(plan.changes)
-        result["removed"] = [r.to_dict() for r in plan.removed]
-    changed = [change for change in changes if change.changed]
-    if changed:
-        result["action"] = changed[0].action
-    if any(change.needs_reload for change in changes):
-        service = Service(module, params["service"])
-        if service.active():
-            if not check:
-                service.reload()
-            result["reloaded"] = True
-        else:
-            module.warn("%s is not running, so it was not reloaded; it reads %s when it starts"
-                        % (params["service"], params["hosts_dir"]))
-    result["changed"] = bool(changed)
-    if module._diff and changes:
-        diffs = [change.diff() for change in changes]
-        result["diff"] = diffs[0] if len(diffs) == 1 else diffs
-    return result
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
+    uses_libvirt = False
+    argument_spec = dict(
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        mac=dict(type="str"),
+        name=dict(type="str"),
+        ip=dict(type="str"),
+        ip_range=dict(type="str"),
+        network=dict(type="str"),
+        reserved=dict(type="list", elements="str", default=[]),
+        dhcp_pool=dict(type="str"),
+        order=dict(type="str", default="lowest", choices=["lowest", "hashed"]),
+        probe=dict(type="bool", default=True),
+        hosts_dir=dict(type="path", default=dhcp_store.DEFAULT_HOSTS_DIR),
+        leases_file=dict(type="path", default=dhcp_store.DEFAULT_LEASES_FILE),
+        service=dict(type="str", default="kvmfleet-dhcp.service"),
+    )
+    module_kwargs = dict(
         required_if=[("state", "present", ["mac", "network"]),
                      ("state", "present", ["ip", "ip_range"], True),
                      ("state", "absent", ["mac", "name"], True)],
         mutually_exclusive=[("ip", "ip_range")],
         supports_check_mode=True,
     )
-    if not dhcp_store.HAS_NETADDR:
-        module.fail_json(msg=missing_required_lib("netaddr"), exception=dhcp_store.NETADDR_IMPORT_ERROR)
-    try:
-        result = run(module)
-    except KvmfleetError as err:
-        details = dict((k, v) for k, v in err.details.items() if k not in _RESERVED_RESULT_KEYS)
-        module.fail_json(msg=str(err), **details)
-    module.exit_json(**result)
+
+    def missing_libraries(self):
+        return dhcp_store.missing_libraries()
+
+    def run(self):
+        params = self.params
+        result = dict(reservation=None, previous=None, removed=[], reused=False, skipped={})
+        if params["state"] == "present":
+            plan = dhcp_store.reserve(
+                params["hosts_dir"], params["mac"], params["network"], leases_file=params["leases_file"],
+                dry_run=self.check_mode, name=params["name"], ip=params["ip"], ip_range=params["ip_range"],
+                reserved=params["reserved"], dhcp_pool=params["dhcp_pool"], order=params["order"],
+                is_answering=Pinger(self.module) if params["probe"] else None)
+            changes = [plan.change]
+            result.update(reservation=plan.reservation.to_dict(), reused=plan.reused, skipped=plan.skipped,
+                          previous=plan.previous.to_dict() if plan.previous and plan.change.changed else None)
+        else:
+            plan = dhcp_store.release(params["hosts_dir"], mac=params["mac"],
+                                      name=None if params["mac"] else params["name"], dry_run=self.check_mode)
+            changes = list(plan.changes)
+            result["removed"] = [r.to_dict() for r in plan.removed]
+        changed = [change for change in changes if change.changed]
+        result.update(changed=bool(changed), action=changed[0].action if changed else "unchanged",
+                      reloaded=reload_after(self.module, params["service"], params["hosts_dir"], changes,
+                                            dry_run=self.check_mode))
+        if self.module._diff and changes:
+            diffs = [change.diff() for change in changes]
+            result["diff"] = diffs[0] if len(diffs) == 1 else diffs
+        return result
+
+
+def main():
+    DhcpHost.execute()
 
 
 if __name__ == "__main__":

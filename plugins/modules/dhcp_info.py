@@ -117,45 +117,42 @@ leases:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import dhcp_store
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
-
-ARGUMENT_SPEC = dict(
-    mac=dict(type="str"),
-    hosts_dir=dict(type="path", default=dhcp_store.DEFAULT_HOSTS_DIR),
-    leases_file=dict(type="path", default=dhcp_store.DEFAULT_LEASES_FILE),
-)
-
-_RESERVED_RESULT_KEYS = frozenset(("msg", "failed", "changed", "exception", "invocation", "warnings"))
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import dhcp_store
 
 
-def run(params, now):
-    mac = dhcp_store.normalize_mac(params["mac"]) if params["mac"] else None
-    hosts = dhcp_store.HostsDir(params["hosts_dir"])
-    with hosts.lock(exclusive=False):
-        reservations = hosts.reservations()
-    leases = dhcp_store.read_leases(params["leases_file"])
-    return dict(
-        changed=False,
-        reservations=[r.to_dict() for r in reservations if mac is None or r.mac == mac],
-        leases=[dict(mac=lease.mac, ip=lease.ip, hostname=lease.hostname, expires=lease.expiry,
-                     active=lease.active(now))
-                for lease in leases if mac is None or lease.mac == mac],
+class DhcpInfo(KvmfleetModule):
+    """Reservations under a shared lock (never a half-done change), then the lease file."""
+
+    uses_libvirt = False
+    argument_spec = dict(
+        mac=dict(type="str"),
+        hosts_dir=dict(type="path", default=dhcp_store.DEFAULT_HOSTS_DIR),
+        leases_file=dict(type="path", default=dhcp_store.DEFAULT_LEASES_FILE),
     )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def missing_libraries(self):
+        return dhcp_store.missing_libraries()
+
+    def run(self):
+        params, now = self.params, time.time()
+        mac = dhcp_store.normalize_mac(params["mac"]) if params["mac"] else None
+        hosts = dhcp_store.HostsDir(params["hosts_dir"])
+        with hosts.lock(exclusive=False):
+            reservations = hosts.reservations()
+        leases = dhcp_store.read_leases(params["leases_file"])
+        return dict(
+            changed=False,
+            reservations=[r.to_dict() for r in reservations if mac is None or r.mac == mac],
+            leases=[dict(mac=lease.mac, ip=lease.ip, hostname=lease.hostname, expires=lease.expiry,
+                         active=lease.active(now))
+                    for lease in leases if mac is None or lease.mac == mac],
+        )
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if not dhcp_store.HAS_NETADDR:
-        module.fail_json(msg=missing_required_lib("netaddr"), exception=dhcp_store.NETADDR_IMPORT_ERROR)
-    try:
-        result = run(module.params, time.time())
-    except KvmfleetError as err:
-        details = dict((k, v) for k, v in err.details.items() if k not in _RESERVED_RESULT_KEYS)
-        module.fail_json(msg=str(err), **details)
-    module.exit_json(**result)
+    DhcpInfo.execute()
 
 
 if __name__ == "__main__":

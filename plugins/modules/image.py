@@ -143,30 +143,18 @@ image:
       returned: when present, and when removed
 """
 
-import errno
-import hashlib
-import json
 import os
-import stat
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import image_policy as policy
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError, ValidationError
-
-# keys fail_json sets itself; an error's details must not overwrite them (as base_module)
-_RESERVED_RESULT_KEYS = frozenset(("msg", "failed", "changed", "exception", "invocation", "warnings"))
-_CHUNK = 1024 * 1024
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.image_import import PoolImage, source_sha256
 
 
-class CommandFailed(KvmfleetError):
-    """qemu-img failed for a reason other than the policy."""
+class ImageModule(KvmfleetModule):
+    """Decides what the task asks of one image; ``PoolImage`` carries it out."""
 
-
-class ImageModule:
-    """The image module. No libvirt connection, hence not a KvmfleetModule (which opens one)."""
-
+    uses_libvirt = False
     argument_spec = dict(
         name=dict(type="str", required=True),
         src=dict(type="path"),
@@ -176,252 +164,85 @@ class ImageModule:
         checksum=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-
-    def __init__(self, module=None):
-        self.module = module or AnsibleModule(argument_spec=self.argument_spec, supports_check_mode=True)
-        self.params = self.module.params
-
-    # ---- entry point
+    module_kwargs = dict(supports_check_mode=True)
 
     def run(self):
-        """Do the work; return the result for exit_json. Raises KvmfleetError to fail."""
         params = self.params
-        self.name = policy.check_image_name(params["name"])
-        self.pool_dir = params["pool_dir"]
-        if not os.path.isdir(self.pool_dir):
-            raise ValidationError("pool directory %s does not exist" % self.pool_dir, field="pool_dir",
-                                  value=self.pool_dir)
-        self.path = os.path.join(self.pool_dir, self.name)
-        self.sidecar = os.path.join(self.pool_dir, policy.sidecar_name(self.name))
-        record = self.read_record()
+        self.image = PoolImage(self.module, params["pool_dir"], params["name"], params["max_virtual_gb"])
+        record = self.image.read_record()
         if params["state"] == "absent":
             return self.absent(record)
         return self.present(record)
 
-    @classmethod
-    def execute(cls):
-        """main(): typed errors become fail_json here and only here."""
-        instance = cls()
-        try:
-            result = instance.run()
-        except KvmfleetError as err:
-            details = dict((k, v) for k, v in err.details.items() if k not in _RESERVED_RESULT_KEYS)
-            instance.module.fail_json(msg=str(err), **details)
-            return
-        result.setdefault("changed", False)
-        instance.module.exit_json(**result)
-
-    # ---- present
-
     def present(self, record):
+        image, src = self.image, self.params["src"]
         expected = policy.parse_checksum(self.params["checksum"])
-        if record is not None or os.path.lexists(self.path):
+        if record is not None or os.path.lexists(image.path):
             return self.existing(record, expected)
-        src = self.params["src"]
         if src is None:
-            raise ValidationError("image %s is not in %s yet; src is required to import it" % (self.name, self.pool_dir),
-                                  field="src")
-        sha = self.source_sha256(src, expected)
-        facts = self.inspect(src)
-        new = policy.sidecar_record(self.name, sha, facts, self.params["format"])
+            raise ValidationError("image %s is not in %s yet; src is required to import it"
+                                  % (image.name, image.pool_dir), field="src")
+        sha = source_sha256(src, expected)
+        facts = image.inspect(src, self.params["format"])
+        new = policy.sidecar_record(image.name, sha, facts, self.params["format"])
         actual = None
-        if not self.module.check_mode:
-            self.import_image(src, facts, new)
-            actual = os.stat(self.path).st_blocks * 512
-        result = dict(changed=True, steps=["import"], image=self.describe(new, actual))
-        return self.with_diff(result, None, new)
+        if not self.check_mode:
+            image.import_from(src, facts, new)
+            actual = image.actual_size()
+        return self.result(True, ["import"], None, new, actual)
 
     def existing(self, record, expected):
         """The name is taken: fine if it is our import of the same source, else a Conflict."""
+        image, src = self.image, self.params["src"]
         if record is None:
             raise Conflict("image %s exists in %s without a kvmfleet record (%s): kvmfleet did not import it and "
-                           "leaves it untouched; pick another name" % (self.name, self.pool_dir, self.sidecar),
-                           path=self.path)
-        if not os.path.isfile(self.path):
+                           "leaves it untouched; pick another name" % (image.name, image.pool_dir, image.sidecar),
+                           path=image.path)
+        if not os.path.isfile(image.path):
             raise Conflict("the record %s exists but its image %s does not; check and remove the record by hand"
-                           % (self.sidecar, self.path), path=self.path)
-        src = self.params["src"]
-        sha = self.source_sha256(src, expected) if src is not None else expected
+                           % (image.sidecar, image.path), path=image.path)
+        sha = source_sha256(src, expected) if src is not None else expected
         recorded = record["source_sha256"]
         if sha is not None and sha != recorded:
             raise Conflict("image %s exists, imported from a source with sha256 %s; this source has sha256 %s. "
                            "Nothing was changed: pick another name, or remove the image (state=absent) first"
-                           % (self.name, recorded, sha), path=self.path, recorded_sha256=recorded, sha256=sha)
-        result = dict(changed=False, steps=[], image=self.describe(record, os.stat(self.path).st_blocks * 512))
-        return self.with_diff(result, record, record)
-
-    def source_sha256(self, src, expected):
-        """sha256 of a regular source file, compared with ``expected`` when given."""
-        try:
-            info = os.stat(src)
-        except OSError as err:
-            raise ValidationError("src %s cannot be read: %s" % (src, err.strerror), field="src", value=src)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValidationError("src %s is not a regular file" % src, field="src", value=src)
-        digest = hashlib.sha256()
-        try:
-            with open(src, "rb") as handle:
-                for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                    digest.update(chunk)
-        except (IOError, OSError) as err:
-            raise ValidationError("src %s cannot be read: %s" % (src, err.strerror), field="src", value=src)
-        sha = digest.hexdigest()
-        if expected is not None and sha != expected:
-            raise ValidationError("src %s has sha256 %s, not the expected %s" % (src, sha, expected),
-                                  field="checksum", sha256=sha)
-        return sha
-
-    def inspect(self, src):
-        """Probe (no backing chain followed), then describe with the format fixed; check qcow2."""
-        declared, limit = self.params["format"], self.params["max_virtual_gb"]
-        probe = self.qemu_img_json(policy.info_args(self.qemu_img(), src, backing_chain=False))
-        facts = policy.check_image(probe, declared, limit)
-        chain = self.qemu_img_json(policy.info_args(self.qemu_img(), src, fmt=facts.format))
-        facts = policy.check_image(chain, facts.format, limit)
-        if facts.format == "qcow2":
-            rc, out, err = self.module.run_command(policy.check_args(self.qemu_img(), src))
-            policy.check_consistency(rc, out, err)
-        return facts
-
-    def import_image(self, src, facts, record):
-        """Convert into a temporary file of the pool, verify it, then link image and record into place."""
-        tmp = self.temp_file(".kvmfleet-tmp")
-        tmp_record = None
-        linked = False
-        try:
-            self.run_qemu_img(policy.convert_args(self.qemu_img(), src, facts.format, tmp))
-            made = self.qemu_img_json(policy.info_args(self.qemu_img(), tmp, fmt="qcow2"))
-            policy.check_image(made, "qcow2", self.params["max_virtual_gb"])
-            os.chmod(tmp, 0o644)
-            tmp_record = self.temp_file(".kvmfleet-tmp.json")
-            with open(tmp_record, "w") as handle:
-                json.dump(record, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.chmod(tmp_record, 0o644)
-            self.link(tmp, self.path)
-            linked = True
-            self.link(tmp_record, self.sidecar)
-        except BaseException:
-            if linked:
-                os.unlink(self.path)   # made by this run a moment ago; no record without it
-            raise
-        finally:
-            for path in (tmp, tmp_record):
-                if path is not None and os.path.lexists(path):
-                    os.unlink(path)
-
-    def temp_file(self, suffix):
-        fd, path = tempfile.mkstemp(prefix=".%s." % self.name, suffix=suffix, dir=self.pool_dir)
-        os.close(fd)
-        return path
-
-    def link(self, tmp, final):
-        """Hard-link ``tmp`` to ``final``: atomic, and fails instead of overwriting."""
-        try:
-            os.link(tmp, final)
-        except OSError as err:
-            if err.errno == errno.EEXIST:
-                raise Conflict("%s appeared while the image was imported; nothing was overwritten" % final,
-                               path=final)
-            raise CommandFailed("cannot create %s: %s" % (final, err.strerror), path=final)
-
-    # ---- absent
+                           % (image.name, recorded, sha), path=image.path, recorded_sha256=recorded, sha256=sha)
+        return self.result(False, [], record, record, image.actual_size())
 
     def absent(self, record):
-        exists = os.path.lexists(self.path)
+        image = self.image
+        exists = os.path.lexists(image.path)
         if record is None:
             if exists:
                 raise Conflict("image %s has no kvmfleet record (%s): kvmfleet did not import it and does not "
-                               "delete it" % (self.path, self.sidecar), path=self.path)
-            result = dict(changed=False, steps=[], image=self.describe(None))
-            return self.with_diff(result, None, None)
-        users = self.backing_users() if exists else []
+                               "delete it" % (image.path, image.sidecar), path=image.path)
+            return self.result(False, [], None, None)
+        users = image.backing_users() if exists else []
         if users:
-            raise Conflict("image %s is the backing file of %s; remove those first" % (self.path, ", ".join(users)),
-                           path=self.path, users=users)
-        if not self.module.check_mode:
-            if exists:
-                os.unlink(self.path)
-            os.unlink(self.sidecar)
-        gone = dict(self.describe(None), sha256=record["source_sha256"])
-        result = dict(changed=True, steps=["remove"], image=gone)
-        return self.with_diff(result, record, None)
-
-    def backing_users(self):
-        """Files of the pool whose qcow2 header names this image as backing file."""
-        target = os.path.realpath(self.path)
-        users = []
-        for entry in sorted(os.listdir(self.pool_dir)):
-            candidate = os.path.join(self.pool_dir, entry)
-            if candidate == self.path or not os.path.isfile(candidate):
-                continue
-            backing = self.read_backing(candidate)
-            if backing and os.path.realpath(os.path.join(self.pool_dir, backing)) == target:
-                users.append(candidate)
-        return users
-
-    @staticmethod
-    def read_backing(path):
-        try:
-            with open(path, "rb") as handle:
-                span = policy.qcow2_backing_span(handle.read(policy.QCOW2_HEADER_PREFIX))
-                if span is None:
-                    return None
-                handle.seek(span[0])
-                return handle.read(span[1]).decode("utf-8", "replace")
-        except (IOError, OSError):
-            return None
-
-    # ---- helpers
-
-    def read_record(self):
-        if not os.path.lexists(self.sidecar):
-            return None
-        try:
-            with open(self.sidecar) as handle:
-                text = handle.read()
-        except (IOError, OSError) as err:
-            raise ValidationError("cannot read %s: %s" % (self.sidecar, err.strerror), path=self.sidecar)
-        return policy.parse_sidecar(text, self.sidecar)
-
-    def qemu_img(self):
-        return self.module.get_bin_path("qemu-img", required=True)
-
-    def run_qemu_img(self, args):
-        rc, out, err = self.module.run_command(args)
-        if rc != 0:
-            raise CommandFailed("%s failed (exit %d): %s" % (" ".join(args[:2]), rc, (err or out).strip()),
-                                rc=rc, cmd=args)
-        return out
-
-    def qemu_img_json(self, args):
-        rc, out, err = self.module.run_command(args)
-        if rc != 0:
-            # An image qemu-img cannot open is refused as input, not reported as a host fault.
-            raise ValidationError("qemu-img cannot read the image: %s" % (err or out).strip(), field="src", rc=rc)
-        return policy.parse_info(out)
-
-    def describe(self, record, actual_size=None):
-        image = dict(path=self.path, sidecar=self.sidecar, state="absent" if record is None else "present")
-        if record is not None:
-            size = record["virtual_size"]
-            image.update(format_detected=record["source_format"], virtual_size=size,
-                         virtual_size_gb=-(-size // policy.GIB), actual_size=actual_size,
-                         sha256=record["source_sha256"])
-        return image
-
-    def with_diff(self, result, before, after):
-        if self.module._diff:
-            result["diff"] = dict(before=_diff_view(self.path, before), after=_diff_view(self.path, after),
-                                  before_header=self.sidecar, after_header=self.sidecar)
+            raise Conflict("image %s is the backing file of %s; remove those first" % (image.path, ", ".join(users)),
+                           path=image.path, users=users)
+        if not self.check_mode:
+            image.remove()
+        result = self.result(True, ["remove"], record, None)
+        result["image"]["sha256"] = record["source_sha256"]
         return result
 
+    def result(self, changed, steps, before, after, actual_size=None):
+        """The task's result: the image as ``after`` describes it, and the record diff."""
+        image = dict(path=self.image.path, sidecar=self.image.sidecar, state="absent" if after is None else "present")
+        if after is not None:
+            size = after["virtual_size"]
+            image.update(format_detected=after["source_format"], virtual_size=size,
+                         virtual_size_gb=-(-size // policy.GIB), actual_size=actual_size,
+                         sha256=after["source_sha256"])
+        return self.with_diff(dict(changed=changed, steps=steps, image=image), self.diff_view(before),
+                              self.diff_view(after), header=self.image.sidecar)
 
-def _diff_view(path, record):
-    if record is None:
-        return dict(image=path, state="absent")
-    return dict(image=path, state="present", source_sha256=record["source_sha256"],
-                source_format=record["source_format"], virtual_size=record["virtual_size"])
+    def diff_view(self, record):
+        if record is None:
+            return dict(image=self.image.path, state="absent")
+        return dict(image=self.image.path, state="present", source_sha256=record["source_sha256"],
+                    source_format=record["source_format"], virtual_size=record["virtual_size"])
 
 
 def main():

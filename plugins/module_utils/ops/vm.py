@@ -22,7 +22,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
     pretty,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, NotManaged, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import derive_mac, normalize_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac, normalize_mac
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_path
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 

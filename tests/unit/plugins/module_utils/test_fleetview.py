@@ -2,7 +2,7 @@ import pytest
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.fleetview import locate_vm, prepare_vm, unreachable_hosts
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import derive_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac
 
 REQUEST = dict(name="web1", vcpus=2, memory_mb=1024, disk_gb=10)
 

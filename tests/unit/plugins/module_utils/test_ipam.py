@@ -1,9 +1,9 @@
 import pytest
 from netaddr import IPAddress
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import ipam
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import ipam
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.ipam import DhcpHost, Lease, choose_ip
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import DhcpHost, Lease, choose_ip
 
 NET = "192.0.2.0/24"
 MAC = "52:54:00:00:00:01"

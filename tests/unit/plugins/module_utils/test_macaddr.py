@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import macaddr
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import macaddr
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import allocate_mac, allocate_macs, derive_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import allocate_mac, allocate_macs, derive_mac
 
 MAC_RE = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
 

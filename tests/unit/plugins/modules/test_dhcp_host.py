@@ -19,6 +19,7 @@ class Host:
     def __init__(self):
         self.answering = set()
         self.active = True
+        self.reload_rc = 0
         self.commands = []
 
     def run_command(self, args, **kwargs):
@@ -29,7 +30,7 @@ class Host:
         if args[:2] == ["/bin/systemctl", "is-active"]:
             return (0 if self.active else 3), "", ""
         if args[:2] == ["/bin/systemctl", "reload"]:
-            return 0, "", ""
+            return self.reload_rc, "", "Job for the unit failed" if self.reload_rc else ""
         raise AssertionError("unexpected command %r" % (args,))
 
     def pings(self):
@@ -222,6 +223,15 @@ def test_service_not_running_is_not_reloaded(dhcp, host, paths, monkeypatch):
     result = dhcp(mac=MAC, state="absent")
     assert result["changed"] is True and result["reloaded"] is False and host.reloads() == []
     assert len(warned) == 1 and "not running" in warned[0]
+
+
+def test_a_failed_reload_fails_the_task(dhcp, host, paths):
+    dhcp(**present())
+    host.reload_rc = 1
+    result = dhcp(**present(name="web2"))
+    assert result["failed"] is True, result
+    assert "systemctl reload kvmfleet-dhcp.service failed (rc=1): Job for the unit failed" in result["msg"]
+    assert result["service"] == "kvmfleet-dhcp.service" and result["rc"] == 1
 
 
 @pytest.mark.parametrize("args,needle", [

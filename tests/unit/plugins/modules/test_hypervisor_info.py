@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module, virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import vm_cpu_percent
 from ansible_collections.kvmfleet.iaas.plugins.modules import hypervisor_info
 
@@ -139,7 +139,7 @@ def test_negative_sample_is_refused(run_module):
 
 
 def test_missing_libvirt_python_is_named(monkeypatch, run_module):
-    monkeypatch.setattr(base_module, "HAS_LIBVIRT", False)
+    monkeypatch.setattr(virt, "HAS_LIBVIRT", False)
     result = run_module(hypervisor_info, {"uri": "test:///default"})
     assert result["failed"] is True
     assert "libvirt-python" in result["msg"]

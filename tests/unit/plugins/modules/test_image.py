@@ -240,6 +240,35 @@ def test_a_failure_after_the_image_is_linked_removes_it(pool, src, run_module, m
     assert listing(pool) == []
 
 
+def test_a_corrupt_qcow2_is_refused_by_qemu_img_check(pool, src, run_module, monkeypatch):
+    real = basic.AnsibleModule.run_command
+
+    def corrupt_check(self, cmd, *a, **kw):
+        if cmd[1] == "check":
+            return 2, '{"corruptions": 3, "check-errors": 0}', ""
+        return real(self, cmd, *a, **kw)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", corrupt_check)
+    result = run_module(image, args(pool, src))
+    assert result["failed"] is True and "qemu-img check refuses the image" in result["msg"], result
+    assert result["refused"] == "consistency" and listing(pool) == []
+
+
+def test_the_converted_copy_is_checked_before_it_is_linked(pool, src, run_module, monkeypatch):
+    real = basic.AnsibleModule.run_command
+
+    def oversized_copy(self, cmd, *a, **kw):
+        if cmd[1] == "convert":   # the copy comes out other than the source said
+            make(cmd[-1], "qcow2", "5G")
+            return 0, "", ""
+        return real(self, cmd, *a, **kw)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", oversized_copy)
+    result = run_module(image, args(pool, src, max_virtual_gb=4))
+    assert result["failed"] is True and "more than the 4 GiB allowed" in result["msg"], result
+    assert listing(pool) == []
+
+
 def test_an_image_appearing_meanwhile_is_not_overwritten(pool, src, tmp_path, run_module, monkeypatch):
     real = os.link
     squatter = make(tmp_path / "squatter.qcow2")

@@ -34,7 +34,7 @@ except ImportError:  # modules report the missing library before using it
     HAS_NETADDR = False
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import normalize_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
 
 ORDERS = ("lowest", "hashed")
 # Pinging costs about a second per silent address; an unmanaged network where dozens of free

@@ -35,18 +35,24 @@ from typing import Optional, Tuple
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
 
 try:  # ipam and macaddr need netaddr; modules report it with missing_required_lib
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.ipam import (
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import (
         choose_ip,
         parse_dhcp_hosts,
         parse_leases,
         render_dhcp_host,
     )
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.macaddr import normalize_mac
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
     HAS_NETADDR = True
     NETADDR_IMPORT_ERROR = None
 except ImportError:
     HAS_NETADDR = False
     NETADDR_IMPORT_ERROR = traceback.format_exc()
+
+
+def missing_libraries():
+    """``[("netaddr", traceback)]`` when ipam and macaddr cannot be imported, else ``[]`` (as KvmfleetModule's)."""
+    return [] if HAS_NETADDR else [("netaddr", NETADDR_IMPORT_ERROR)]
+
 
 DEFAULT_HOSTS_DIR = "/etc/kvmfleet/dhcp-hosts.d"
 DEFAULT_LEASES_FILE = "/var/lib/misc/kvmfleet-dhcp.leases"
