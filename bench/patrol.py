@@ -8,14 +8,22 @@ the placement bench's VM mix and host shapes. docs/benchmarks.md (## Patrol) rec
 
     python bench/patrol.py            # 100 and 1,000 hosts, two load levels (about a minute)
     python bench/patrol.py --quick    # smoke run
+    python bench/patrol.py --against affe3f5   # decisions and planning rate against a revision
 
 Every algorithm plans on the same cluster; its moves are then applied by one simulator (a VM
 takes its measured CPU and its memory to the target) and judged there. Planning time is CPU time
 of this process (time.process_time), one core; for the patrol it includes building the model
 from the facts.
+
+``--probe`` plans a fixed seeded set of cases (balance, a second run in cooldown, autoscale,
+consolidate) and prints one JSON line: a hash of the decisions and of the whole results, and the
+planning rate (plans per CPU second, each case timed by the best of ``--repeat`` runs). ``--against REV`` runs that probe on this tree and on REV
+(bench/revisions.py) in alternating rounds and compares them.
 """
 
 import argparse
+import hashlib
+import json
 import math
 import platform
 import random
@@ -203,7 +211,7 @@ class Patrol:
     def plan(self, cluster):
         facts = cluster.facts()
         started = time.process_time()
-        result = R.plan(facts, None, None, now=1000.0, hot_observations=1, max_moves=10 ** 6)
+        result = R.plan(facts, None, None, now=1000.0, hot_observations=1, max_moves=100000)
         seconds = time.process_time() - started
         moves = [(a["vm"], a["to"]) for a in result["actions"] if a["action"] == "migrate"]
         return moves, seconds, {}
@@ -399,15 +407,100 @@ def report(rows, args):
             checks.append(("planning <= 1 s (%.3f s)" % p["seconds"], p["seconds"] <= 1.0))
         ok_all = ok_all and all(c[1] for c in checks)
         out("- %s, %d hosts: %s" % (info["scenario"], info["hosts"],
-                                     "; ".join("%s: %s" % (c[0], "met" if c[1] else "NOT met") for c in checks)))
+                                    "; ".join("%s: %s" % (c[0], "met" if c[1] else "NOT met") for c in checks)))
     out("- all targets: %s" % ("met" if ok_all else "NOT met"))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- probe (refactorings)
+
+def probe_cases():
+    """[(label, facts, history, options)]: a fixed seeded set of plans covering every phase."""
+    cases = []
+    for count, scenario in ((100, "spots"), (100, "dense"), (300, "spots")):
+        facts = make_cluster(count, scenario, SEED + count).facts()
+        cases.append(("balance %s %d" % (scenario, count), facts, None, {}))
+    # a second run: the first run's moves recorded, so they are in cooldown and never go back
+    facts = make_cluster(100, "dense", SEED + 7).facts()
+    first = R.plan(facts, None, None, now=1000.0, hot_observations=1, max_moves=100000)
+    history = R.record_moves(first["history"], first["actions"], now=1000.0)
+    cases.append(("cooldown dense 100", facts, history, {"now": 1060.0, "max_moves": 15}))
+    # autoscale: VMs may grow to twice their vCPUs
+    facts = make_cluster(100, "dense", SEED + 8).facts()
+    for host in facts.values():
+        for dom in host["domains"]:
+            dom["vcpus_max"] = 2 * dom["vcpus"]
+    cases.append(("autoscale dense 100", facts, None, {"autoscale": True, "vm_cpu_threshold": 60.0}))
+    # consolidate: light hosts emptied whole
+    facts = make_cluster(60, "spots", SEED + 9).facts()
+    cases.append(("consolidate spots 60", facts, None,
+                  {"mode": "consolidate", "low_cpu_threshold": 45.0, "low_memory_threshold": 60.0}))
+    return cases
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def probe(repeat):
+    """One JSON line: decisions (and whole results) hashed, plans per CPU second."""
+    cases = probe_cases()
+    decisions, results = [], []
+    best = [float("inf")] * len(cases)
+    for _round in range(repeat):
+        for number, (label, facts, history, options) in enumerate(cases):
+            options = dict({"hot_observations": 1, "max_moves": 100000, "now": 1000.0}, **options)
+            started = time.process_time()
+            result = R.plan(facts, None, history, **options)
+            best[number] = min(best[number], time.process_time() - started)
+            if _round == 0:
+                decisions.append([label, [(a["action"], a["vm"], a["from"], a["to"], a.get("vcpus"))
+                                          for a in result["actions"]], result["emptied"], result["left_hot"]])
+                results.append({k: v for k, v in result.items() if k != "options"})
+    # the best of ``repeat`` runs of each case: what the code costs, less what other work on the
+    # machine added to it
+    seconds = sum(best)
+    return {"decisions": _digest(decisions), "results": _digest(results), "plans": len(cases), "seconds": seconds,
+            "rate": len(cases) / seconds, "case_seconds": [round(b, 4) for b in best], "actions": sum(len(d[1]) for d in decisions), "tree": R.__file__}
+
+
+def against(rev, rounds, repeat):
+    from revisions import side_by_side
+
+    pairs = side_by_side(Path(__file__).resolve(), ["--repeat", str(repeat)], rev, rounds)
+    same_decisions = all(c["decisions"] == b["decisions"] for c, b in pairs)
+    same_results = all(c["results"] == b["results"] for c, b in pairs)
+    ratios = sorted(c["rate"] / b["rate"] for c, b in pairs)
+    median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
+    lines = ["patrol probe: this tree against %s, %d rounds (order alternating), %d cases, %d actions"
+             % (rev, rounds, pairs[0][0]["plans"], pairs[0][0]["actions"]),
+             "  planner imported from %s and %s" % (pairs[0][0]["tree"], pairs[0][1]["tree"])]
+    for number, (c, b) in enumerate(pairs):
+        lines.append("  round %d: rate %.1f vs %.1f plans/CPU s (ratio %.3f)" % (number + 1, c["rate"], b["rate"], c["rate"] / b["rate"]))
+    lines.append("decisions identical: %s; whole results identical: %s"
+                 % ("yes" if same_decisions else "NO", "yes" if same_results else "NO"))
+    lines.append("median rate ratio new/baseline: %.3f (target >= 0.95)" % median)
+    # each case's best time over all rounds: the least disturbed by other work on the machine
+    best_current = sum(min(c["case_seconds"][k] for c, _b in pairs) for k in range(len(pairs[0][0]["case_seconds"])))
+    best_baseline = sum(min(b["case_seconds"][k] for _c, b in pairs) for k in range(len(pairs[0][1]["case_seconds"])))
+    lines.append("rate ratio of the best times over all rounds: %.3f" % (best_baseline / best_current))
+    print("\n".join(lines))
+    return 0 if same_decisions and median >= 0.95 else 1
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 hosts only: a smoke run")
+    parser.add_argument("--probe", action="store_true", help="plan the probe's cases; print one JSON line")
+    parser.add_argument("--against", metavar="REV", help="compare the probe on this tree with revision REV")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --against (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="times the probe plans each case (default 3)")
     args = parser.parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe(args.repeat)))
+        return
+    if args.against:
+        sys.exit(against(args.against, args.rounds, args.repeat))
     sizes = (100,) if args.quick else (100, 1000)
     rows = run(sizes, ("spots",) if args.quick else ("spots", "dense"))
     print(report(rows, args))

@@ -73,6 +73,14 @@ def test_hosts_default_to_those_with_facts_and_errors_are_filter_errors(hostvars
         rebalance(hostvars, hosts=["nodeX"])
     with pytest.raises(AnsibleFilterError, match="mode"):
         rebalance(hostvars, mode="shuffle")
+    # numbers are range-checked before anything is planned, the message naming option and range
+    with pytest.raises(AnsibleFilterError, match=r"max_moves=-1 is out of range: must be an integer with 0 <= value <= 100000"):
+        rebalance(hostvars, max_moves=-1)
+    hostvars["node2"]["kvmfleet_patrol_cpu_threshold"] = 150
+    with pytest.raises(AnsibleFilterError, match=r"kvmfleet_patrol_cpu_threshold=150\.0 \(host node2\) is out of range"):
+        rebalance(hostvars, hot_observations=1)
+    with pytest.raises(AnsibleFilterError, match="kvmfleet_patrol_cpu_threshold"):
+        patrol_loads(hostvars, ["node2"])
 
 
 def test_loads(hostvars):

@@ -2,9 +2,12 @@
 # Copyright: kvmfleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The patrol's pure planner: hotness over observations, least-cost covers, targets, bounces,
-caps, unreachable hosts, autoscale and consolidation."""
+caps, unreachable hosts, autoscale and consolidation; the ranges of its options; and one test per
+rule (cooldown, move history, never back, managed_only, never onto an empty host) that fails
+when the rule is deleted."""
 
 import itertools
+import json
 import random
 
 import pytest
@@ -359,3 +362,196 @@ def test_autoscale_step_follows_scale_vm_rules():
     assert capped["vcpus"] == 3
     with pytest.raises(ValidationError):
         run(f, autoscale=True, autoscale_step="lots")
+
+
+# --------------------------------------------------------------------------- ranges of the options
+
+@pytest.mark.parametrize("option, value", [
+    ("hot_observations", 0), ("hot_observations", 101), ("hot_observations", -5), ("hot_observations", True),
+    ("keep_observations", 0), ("keep_observations", 1001),
+    ("max_moves", -1), ("max_moves", 100001),
+    ("min_hosts", 0), ("min_hosts", 100001),
+    ("search_limit", -1), ("search_limit", 10 ** 8 + 1),
+    ("cooldown_seconds", -1), ("cooldown_seconds", 7 * 86400 + 1), ("cooldown_seconds", float("nan")),
+    ("max_age_seconds", 0), ("max_age_seconds", -60), ("max_age_seconds", float("inf")),
+    ("vm_cpu_threshold", 0), ("vm_cpu_threshold", -5), ("vm_cpu_threshold", 150),
+    ("low_cpu_threshold", 0), ("low_cpu_threshold", -5), ("low_cpu_threshold", 100.5),
+    ("low_memory_threshold", 0), ("low_memory_threshold", 150),
+    ("migration_bandwidth_mib_s", 0), ("migration_bandwidth_mib_s", -1000), ("migration_bandwidth_mib_s", 2e6),
+    ("target_margin", -1), ("target_margin", 100),
+])
+def test_an_option_out_of_its_range_is_refused_naming_it(option, value):
+    with pytest.raises(ValidationError) as err:
+        R.options_from(**{option: value})
+    assert str(err.value).startswith(option)
+    assert err.value.details["option"] == option
+    if not isinstance(value, bool):
+        assert "out of range" in str(err.value) and "value" in str(err.value)
+
+
+def test_the_message_names_option_value_and_range():
+    with pytest.raises(ValidationError, match=r"^vm_cpu_threshold=150\.0 is out of range: must be a number with 0 < value <= 100$"):
+        R.options_from(vm_cpu_threshold=150)
+    with pytest.raises(ValidationError, match=r"^hot_observations=0 is out of range: must be an integer with 1 <= value <= 100$"):
+        R.options_from(hot_observations=0)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("hot_observations", 1), ("hot_observations", 100), ("max_moves", 0), ("min_hosts", 1), ("search_limit", 0),
+    ("cooldown_seconds", 0), ("cooldown_seconds", 7 * 86400), ("max_age_seconds", 1), ("vm_cpu_threshold", 100),
+    ("low_cpu_threshold", 0.5), ("low_memory_threshold", 100), ("migration_bandwidth_mib_s", 1), ("target_margin", 0),
+    ("target_margin", 99.5),
+])
+def test_the_ends_of_each_range_are_accepted(option, value):
+    assert R.options_from(**{option: value})[option] == value
+
+
+@pytest.mark.parametrize("option, value", [
+    ("mode", "shuffle"), ("strategy", "random"), ("autoscale_step", "lots"), ("autoscale_step", 0),
+    ("autoscale_step", "-5"), ("autoscale_step", "2G"), ("max_moves", "many"), ("cooldown_seconds", "soon"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_naming_the_option(option, value):
+    with pytest.raises(ValidationError, match="^%s" % option):
+        R.options_from(**{option: value})
+
+
+def test_options_are_checked_before_anything_is_planned():
+    # no VM is saturated and autoscale is off: the bad step is refused all the same
+    with pytest.raises(ValidationError, match="autoscale_step"):
+        run(hot_cluster(), autoscale_step="lots")
+
+
+@pytest.mark.parametrize("variable", ["kvmfleet_patrol_cpu_threshold", "kvmfleet_patrol_memory_threshold",
+                                      "kvmfleet_cpu_threshold", "kvmfleet_memory_threshold"])
+@pytest.mark.parametrize("value", [150, -5, 0, 100.01, "hot", True])
+def test_a_host_threshold_out_of_range_is_refused_naming_variable_and_host(variable, value):
+    with pytest.raises(ValidationError) as err:
+        run(hot_cluster(), {"node2": {variable: value}})
+    assert str(err.value).startswith(variable) and "node2" in str(err.value)
+    with pytest.raises(ValidationError, match=variable):
+        R.loads_of(hot_cluster(), {"node2": {variable: value}})
+
+
+def test_a_cpu_threshold_of_minus_5_no_longer_makes_every_host_hot():
+    f = hot_cluster()
+    with pytest.raises(ValidationError, match=r"kvmfleet_patrol_cpu_threshold=-5\.0 \(host node1\) is out of range"):
+        run(f, {n: {"kvmfleet_patrol_cpu_threshold": -5} for n in f})
+    assert run(f, {n: {"kvmfleet_patrol_cpu_threshold": 100} for n in f})["hot"] == []
+
+
+# --------------------------------------------------------------------------- rules that must each have a failing test
+
+def cheap_first_cluster():
+    """node1 at 90 %: one VM of 22.5 points cools it; ``a`` is the cheapest to move (512 MiB)."""
+    return {"node1": facts([dom("a", 90, memory_mb=512), dom("b", 90), dom("c", 90), dom("d", 90)]),
+            "node2": facts([]), "node3": facts([])}
+
+
+def moved(vm, src, dst, when):
+    """A history in which ``vm`` moved from ``src`` to ``dst`` at ``when``."""
+    return R.record_moves(None, [{"vm": vm, "from": src, "to": dst}], now=when)
+
+
+def test_cooldown_a_vm_moved_recently_stays_even_when_it_is_the_best_choice():
+    f = cheap_first_cluster()
+    assert [a["vm"] for a in run(f)["actions"]] == ["a"]
+    history = moved("a", "node9", "node1", 900.0)
+    result = run(f, history=history, now=1000.0)
+    assert [a["vm"] for a in result["actions"]] == ["b"]
+    # the cooldown is measured: 100 s after the move, a 50 s cooldown is over
+    assert [a["vm"] for a in run(f, history=history, now=1000.0, cooldown_seconds=50)["actions"]] == ["a"]
+    assert [a["vm"] for a in run(f, history=history, now=1000.0, cooldown_seconds=101)["actions"]] == ["b"]
+
+
+def test_cooldown_blocks_consolidation_of_a_host_with_a_recently_moved_vm():
+    f = {"node1": facts([dom("a", 20)]), "node2": facts([dom("d", 200), dom("e", 40)])}
+    assert run(f, mode="consolidate")["emptied"] == ["node1"]
+    result = run(f, history=moved("a", "node9", "node1", 900.0), now=1000.0, mode="consolidate")
+    assert result["emptied"] == [] and result["actions"] == []
+    assert any("node1 not emptied: a moved node9 -> node1 less than" in n for n in result["notes"])
+
+
+def test_move_history_records_migrations_and_carries_them_through_every_run():
+    f = cheap_first_cluster()
+    first = run(f, now=1000.0)
+    assert [a["vm"] for a in first["actions"]] == ["a"]
+    history = R.record_moves(first["history"], first["actions"], now=1000.0)
+    assert history["moves"] == {"a": {"from": "node1", "to": first["actions"][0]["to"], "time": 1000.0}}
+    # as the playbook keeps it: JSON on disk, each run's history handed to the next
+    history = json.loads(json.dumps(history))
+    second = run(f, history=history, now=1060.0)
+    assert "a" not in [x["vm"] for x in second["actions"]]
+    assert second["history"]["moves"] == history["moves"]
+    third = run(f, history=json.loads(json.dumps(second["history"])), now=1120.0)
+    assert "a" not in [x["vm"] for x in third["actions"]]
+    # scale actions and moves to nowhere are not moves
+    assert R.record_moves(None, [{"vm": "s", "action": "scale", "from": "n", "to": "n"}], now=1.0)["moves"] == {}
+
+
+def test_move_history_forgets_moves_after_a_week():
+    week = 7 * 86400
+    history = moved("old", "n1", "n2", 0.0)
+    history = R.record_moves(history, [{"vm": "new", "from": "n1", "to": "n3"}], now=week)
+    assert sorted(history["moves"]) == ["new", "old"]
+    history = R.record_moves(history, [], now=week + 1)
+    assert sorted(history["moves"]) == ["new"]
+    assert R.clean_history(history)["moves"] == history["moves"]
+
+
+def test_never_back_a_vm_in_cooldown_is_never_placed_on_the_host_it_left():
+    # Within the cooldown the planner does not move the VM at all (the cooldown test); the rule
+    # "never back" is the request's exclusion, checked here on the plan's own move step.
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.measures import host_view, patrol_host
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.moves import MovePlan
+
+    f = {"node1": facts([]), "node2": facts([dom("a", 10)]), "node3": facts([dom("y", 200)])}
+
+    def move_plan(recent):
+        views = {n: host_view(n, f[n], {}) for n in f}
+        domains = {(n, d["name"]): d for n in f for d in f[n]["domains"]}
+        return MovePlan(Fleet([patrol_host(views[n]) for n in sorted(f)]), views, R.options_from(), [], set(), recent,
+                        domains, [], 1000.0)
+
+    a = f["node2"]["domains"][0]
+    # spread prefers the emptiest host: node1
+    action, _error = move_plan({}).migrate("node2", a, "test", "spread")
+    assert action["to"] == "node1"
+    action, _error = move_plan({"a": {"from": "node1", "to": "node2", "time": 900.0}}).migrate("node2", a, "test", "spread")
+    assert action["to"] == "node3"
+    f["node3"] = facts([dom("z", 10, vcpus=16)])   # no room left on node3: nowhere but back
+    action, error = move_plan({"a": {"from": "node1", "to": "node2", "time": 900.0}}).migrate("node2", a, "test", "spread")
+    assert action is None and error
+
+
+def test_managed_only_an_unmanaged_vm_is_never_migrated_even_when_cheapest():
+    f = {"node1": facts([dom("theirs", 90, memory_mb=256, managed=False), dom("b", 90), dom("c", 90), dom("d", 90)]),
+         "node2": facts([])}
+    assert [a["vm"] for a in run(f, managed_only=False)["actions"]] == ["theirs"]
+    assert [a["vm"] for a in run(f)["actions"]] == ["b"]
+
+
+def test_managed_only_an_unmanaged_vm_is_never_scaled():
+    f = {"node1": facts([dom("theirs", 195, vcpus=2, vcpus_max=4, managed=False)]), "node2": facts([])}
+    assert [a["vm"] for a in run(f, autoscale=True, managed_only=False)["actions"]] == ["theirs"]
+    assert run(f, autoscale=True)["actions"] == []
+
+
+def test_managed_only_a_host_with_an_unmanaged_vm_is_not_consolidated():
+    f = {"node1": facts([dom("theirs", 20, managed=False)]), "node2": facts([dom("d", 200), dom("e", 40)])}
+    assert run(f, mode="consolidate", managed_only=False)["emptied"] == ["node1"]
+    result = run(f, mode="consolidate")
+    assert result["emptied"] == [] and result["actions"] == []
+    assert any("node1 not emptied: theirs not made by kvmfleet" in n for n in result["notes"])
+
+
+def test_never_consolidate_onto_an_empty_host():
+    # node1 is light; node2 keeps VMs but has no vCPU left (4 CPUs x 4); node3 is empty
+    f = {"node1": facts([dom("a", 20)]), "node2": facts([dom("full", 100, vcpus=16)]), "node3": facts([])}
+    result = run(f, mode="consolidate")
+    assert result["emptied"] == [] and result["actions"] == []
+    assert any(n.startswith("node1 not emptied: a: ") for n in result["notes"])
+    # with room on node2 it goes there
+    f["node2"] = facts([dom("big", 100, vcpus=8)])
+    result = run(f, mode="consolidate")
+    assert result["emptied"] == ["node1"] and [a["to"] for a in result["actions"]] == ["node2"]
