@@ -47,15 +47,18 @@ def probe(script, args, tree=None):
 
 
 def side_by_side(script, args, rev, rounds):
-    """[(current, baseline)] probe results of ``rounds`` rounds, the order alternating per round."""
-    tree = export_revision(rev)
-    results = []
-    for number in range(rounds):
-        if number % 2 == 0:
-            current = probe(script, args)
-            baseline = probe(script, args, tree)
-        else:
-            baseline = probe(script, args, tree)
-            current = probe(script, args)
-        results.append((current, baseline))
-    return results
+    """[(current, baseline)] probe results of ``rounds`` rounds, the order alternating per round.
+
+    The exported tree is removed afterwards, also when a probe fails."""
+    with tempfile.TemporaryDirectory(prefix="kvmfleet-rev-") as tmp:
+        tree = export_revision(rev, tmp)
+        results = []
+        for number in range(rounds):
+            if number % 2 == 0:
+                current = probe(script, args)
+                baseline = probe(script, args, tree)
+            else:
+                baseline = probe(script, args, tree)
+                current = probe(script, args)
+            results.append((current, baseline))
+        return results
