@@ -17,15 +17,9 @@ __metaclass__ = type
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import (
-    DEFAULT_TIMEOUT,
-    DEFAULT_URI,
-    HAS_LIBVIRT,
-    HAS_LXML,
-    LIBVIRT_IMPORT_ERROR,
-    LXML_IMPORT_ERROR,
-    VirtConnection,
-)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import DEFAULT_TIMEOUT
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import DEFAULT_URI
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import HAS_LXML, LXML_IMPORT_ERROR
 
 CONNECTION_ARGUMENT_SPEC = dict(
     uri=dict(type="str", default=DEFAULT_URI),
@@ -55,6 +49,9 @@ class KvmfleetModule:
 
     def connect(self):
         """A VirtConnection to the module's ``uri``; use it as a context manager."""
+        # imported here, so that importing base_module does not import libvirt
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
+
         return VirtConnection(self.params["uri"], timeout=self.params["timeout"], readonly=self.readonly)
 
     def run(self):
@@ -70,6 +67,11 @@ class KvmfleetModule:
         """The module's entry point."""
         instance = cls()
         module = instance.module
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.binding import (
+            HAS_LIBVIRT,
+            LIBVIRT_IMPORT_ERROR,
+        )
+
         if not HAS_LIBVIRT:
             module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
         if not HAS_LXML:

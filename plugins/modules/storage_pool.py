@@ -93,14 +93,12 @@ pool:
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_xml, pool_path
 
 
 def describe(virt, pool):
     if pool is None:
         return {"active": False, "autostart": False, "path": None, "defined": False}
-    return {"active": bool(virt.call(pool.isActive)), "autostart": bool(virt.call(pool.autostart)),
-            "path": pool_path(virt.call(pool.XMLDesc, 0)), "defined": True}
+    return dict(virt.pool_state(pool), defined=True)
 
 
 def plan(current, params):
@@ -169,15 +167,15 @@ class StoragePoolModule(KvmfleetModule):
             if actions and not self.module.check_mode:
                 for action in actions:
                     if action == "define":
-                        pool = virt.call(virt.conn.storagePoolDefineXML, pool_xml(params["name"], params["path"]), 0)
+                        pool = virt.define_pool(params["name"], params["path"])
                     elif action == "create":
-                        virt.call(pool.create, 0)
+                        virt.start_pool(pool)
                     elif action == "destroy":
-                        virt.call(pool.destroy)
+                        virt.stop_pool(pool)
                     elif action == "undefine":
-                        virt.call(pool.undefine)
+                        virt.undefine_pool(pool)
                     else:
-                        virt.call(pool.setAutostart, 1 if action == "autostart" else 0)
+                        virt.set_pool_autostart(pool, action == "autostart")
                 after = describe(virt, None if "undefine" in actions else pool)
         result = dict(changed=bool(actions), actions=actions,
                       pool=dict(name=params["name"], path=after["path"], active=after["active"],

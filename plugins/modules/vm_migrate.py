@@ -265,15 +265,12 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import K
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     Conflict,
     DomainNotFound,
+    MigrationUnsafe,
     ValidationError,
     VirtError,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import VirtConnection
-
-
-# libvirt's VIR_ERR_MIGRATE_UNSAFE: "Migration without shared storage is unsafe"
-MIGRATE_UNSAFE = 81
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 
 PLAN_OPTIONS = ("live", "persistent", "undefine_source", "storage", "unsafe_reason", "auto_converge",
                 "auto_converge_initial", "auto_converge_increment", "post_copy",
@@ -372,7 +369,7 @@ class VmMigrate(KvmfleetModule):
                 raise VirtError(msg, aborted=True, **where)
             state = self.state_after_failure(src, dom)
             hint = ""
-            if err.details.get("libvirt_code") == MIGRATE_UNSAFE:
+            if isinstance(err, MigrationUnsafe):
                 hint = (" (if both hosts see the disks at the same path through shared storage libvirt does "
                         "not recognise, say why in unsafe_reason: inventory kvmfleet_migration_unsafe_reason; "
                         "otherwise copy them with storage=copy_all or copy_incremental)")

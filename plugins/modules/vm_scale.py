@@ -181,7 +181,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     NotManaged,
     VirtError,
 )
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import ACTIVE_STATES
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.facts import ACTIVE_STATES
 
 _POLL = 0.5
 

@@ -1,8 +1,9 @@
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import domain_xml as dx
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml_policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import domain as dx
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import DiskSpec, InterfaceSpec
 
 
 @pytest.fixture
@@ -67,9 +68,8 @@ def test_clean_customer_xml_becomes_a_spec(policy):
     spec = result.spec
     assert (spec.name, spec.domain_type, spec.machine) == ("cust1", "kvm", "pc-q35-7.2")
     assert (spec.vcpus, spec.vcpus_max, spec.memory_mb, spec.memory_max_mb) == (1, 4, 512, 2048)
-    assert spec.disks == (dx.DiskSpec(path=policy.pool_dir + "/cust.qcow2", target="vda", bus="virtio",
-                                      format="qcow2"),)
-    assert spec.interfaces == (dx.InterfaceSpec(mac="52:54:00:ab:cd:ef", source="br0", model="virtio"),)
+    assert spec.disks == (DiskSpec(path=policy.pool_dir + "/cust.qcow2", target="vda", bus="virtio", format="qcow2"),)
+    assert spec.interfaces == (InterfaceSpec(mac="52:54:00:ab:cd:ef", source="br0", model="virtio"),)
     assert (spec.serial, spec.guest_agent, spec.balloon, spec.balloon_period) == ("pty", True, True, 5)
     # Not carried: the customer's uuid, metadata (their claimed group), CPU mode, seclabel.
     assert (spec.uuid, spec.group, spec.cpu_mode) == (None, None, "auto")

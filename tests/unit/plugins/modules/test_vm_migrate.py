@@ -4,11 +4,9 @@ The test driver cannot migrate, which makes it good at one thing: showing that a
 migration leaves the VM running on the source with its definition. The destination is a
 second, independent test driver (a node file) standing in for a qemu+ssh URI.
 """
-import uuid
-
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
 
 try:
@@ -21,47 +19,23 @@ pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not i
 DEST_URI = "qemu+ssh://root@192.0.2.12/system"
 
 
-def domain_xml(name):
-    return ("<domain type='test'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>128</memory>"
-            "<vcpu>1</vcpu><os><type>hvm</type></os></domain>" % (name, uuid.uuid4()))
+@pytest.fixture
+def source(conn, define_domain):
+    """define(name, start=True) on the source, test:///default."""
+    return lambda name, start=True: define_domain(name, start=start, memory_mib=128)
 
 
 @pytest.fixture
-def source():
-    conn = libvirt.open("test:///default")
-    made = []
-
-    def define(name, start=True):
-        dom = conn.defineXML(domain_xml(name))
-        if start:
-            dom.create()
-        made.append(name)
-        return dom
-    try:
-        yield define
-    finally:
-        for name in made:
-            try:
-                dom = conn.lookupByName(name)
-            except libvirt.libvirtError:
-                continue
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        conn.close()
-
-
-@pytest.fixture
-def destination(tmp_path, monkeypatch):
+def destination(tmp_path, monkeypatch, domain_xml_for_driver):
     """Point the module's destination connection at a test driver built from a node file."""
     domains = []
 
-    class FakeDestination(virt.VirtConnection):
+    class FakeDestination(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             assert uri == DEST_URI
             node = tmp_path / "node.xml"
             # domains of a test driver node file are running
-            node.write_text("<node>%s</node>" % "".join(domain_xml(name) for name in domains))
+            node.write_text("<node>%s</node>" % "".join(domain_xml_for_driver(name, memory_mib=128) for name in domains))
             super().__init__("test://%s" % node, timeout=timeout, readonly=readonly)
             self.opened_as = uri
 
@@ -133,7 +107,7 @@ def test_leftover_source_definition_is_finished(source, destination, run_module)
 def test_destination_that_is_the_source_is_refused(source, monkeypatch, run_module):
     source("kvf-mig1")
 
-    class SameHost(virt.VirtConnection):
+    class SameHost(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             super().__init__("test:///default", timeout=timeout, readonly=readonly)
     monkeypatch.setattr(vm_migrate, "VirtConnection", SameHost)
@@ -161,7 +135,7 @@ def test_bad_options_fail_before_connecting(extra, match, monkeypatch, run_modul
 def test_tcp_allowed_when_asked(source, monkeypatch, run_module):
     seen = []
 
-    class Unreachable(virt.VirtConnection):
+    class Unreachable(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             seen.append(uri)
             super().__init__("test:///nonexistent-file.xml", timeout=timeout)
