@@ -10,13 +10,18 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils import facts
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import binding, host
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import call_with_deadline
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.error_map import map_libvirt_error
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.error_map import map_libvirt_error, nonfatal
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import uri_is_this_host
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.capabilities import parse_virt_types
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import parse_metadata
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.pool import pool_path
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.units import size_bytes
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     ConnectionFailed,
     DomainNotFound,
+    MigrationUnsafe,
+    ValidationError,
     VirtError,
     VirtTimeout,
 )
@@ -416,6 +421,7 @@ def test_uri_is_this_host(uri, local):
     (39, 7, "End of file while reading data", ConnectionFailed),
     (68, 10, "Timed out during operation: cannot acquire state change lock", VirtTimeout),
     (86, 10, "Guest agent is not responding", VirtTimeout),
+    (81, 10, "Unsafe migration: Migration without shared storage is unsafe", MigrationUnsafe),
     (55, 10, "Requested operation is not valid: domain is not running", VirtError),
 ])
 def test_libvirt_errors_map_to_typed_errors_and_keep_the_message(make, code, source, message, expected):
@@ -676,3 +682,46 @@ def test_domain_cpu_time_falls_back_to_the_vcpu_threads():
     # libvirtd without a cpuacct cgroup (a container) reports only the vCPU threads
     assert facts.domain_cpu_time({"vcpu.current": 2, "vcpu.0.time": 3, "vcpu.1.time": 4, "vcpu.0.wait": 9}) == 7
     assert facts.domain_cpu_time({"state.state": 1}) is None
+
+
+@pytest.mark.parametrize("read", [parse_domain_xml, parse_virt_types, pool_path, parse_metadata])
+def test_every_reader_of_libvirt_xml_refuses_a_doctype(read):
+    with pytest.raises(ValidationError, match="DOCTYPE"):
+        read("<!DOCTYPE d [<!ENTITY x 'y'>]><domain type='kvm'><name>&x;</name></domain>")
+
+
+@pytest.mark.parametrize("element, size", [
+    ("<memory>4</memory>", 4096),                       # no unit: KiB
+    ("<memory unit='KiB'>4</memory>", 4096),
+    ("<memory unit='KB'>4</memory>", 4000),
+    ("<memory unit='M'>2</memory>", 2 * 1024 ** 2),
+    ("<memory unit='GiB'>2</memory>", 2 * GIB),
+    ("<memory unit='bytes'>7</memory>", 7),
+    ("<memory unit='KiB'> </memory>", None),
+])
+def test_one_unit_table_for_every_size(element, size):
+    from lxml import etree
+    assert size_bytes(etree.fromstring(element)) == size
+
+
+def test_an_unknown_unit_is_refused_not_guessed():
+    with pytest.raises(ValidationError, match="unknown memory unit 'parsec'"):
+        parse_domain_xml("<domain><memory unit='parsec'>1</memory></domain>")
+
+
+@pytest.mark.parametrize("err, swallowed", [
+    (VirtError("no such thing", libvirt_code=55), True),
+    (VirtTimeout("web1: hung", domain="web1"), True),     # one domain's timeout: the connection lives
+    (VirtTimeout("libvirt hung"), False),                 # the connection's: every later call would fail
+    (ConnectionFailed("gone"), False),
+])
+def test_nonfatal_swallows_only_what_the_connection_survives(err, swallowed):
+    def run():
+        with nonfatal() as outcome:
+            raise err
+        return outcome
+    if swallowed:
+        assert run().error is err
+    else:
+        with pytest.raises(type(err)):
+            run()

@@ -124,6 +124,13 @@ REFUSALS = [
     ("qemu commandline", dict(top_extra="<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
                                         "<qemu:arg value='-chardev'/></qemu:commandline>"), "qemu namespace"),
     ("foreign namespace", dict(top_extra="<x:thing xmlns:x='urn:x'/>"), "namespace urn:x"),
+    # an attribute of another namespace on an element we keep or drop (qemu reads some, e.g. qemu:override)
+    ("namespaced attribute on the domain", dict(**{"<domain type='kvm'>": "<domain type='kvm' xmlns:x='urn:x' x:hook='run'>"}),
+     "namespaced attribute {urn:x}hook is not allowed"),
+    ("namespaced attribute on a disk target",
+     dict(**{"<target dev='vda' bus='virtio'/>": "<target dev='vda' bus='virtio' "
+             "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' qemu:alias='x'/>"}),
+     "namespaced attribute {http://libvirt.org/schemas/domain/qemu/1.0}alias is not allowed"),
     ("network interface", dict(**{"type='bridge'>": "type='network'>"}), "type='bridge'"),
     ("direct interface", dict(**{"<interface__type='bridge'>": "<interface type='direct'>"}), "type='bridge'"),
     ("other bridge", dict(**{"bridge='br0'": "bridge='virbr-admin'"}), "bridge 'virbr-admin' is not one of br0"),
@@ -177,6 +184,11 @@ def test_refusals(policy, kwargs, message):
     with pytest.raises(ValidationError) as err:
         sanitize_domain_xml(xml, policy)
     assert message in str(err.value)
+
+
+def test_namespaced_attributes_inside_metadata_are_dropped_not_refused(policy):
+    xml = customer_xml(policy, **{"<kvmfleet:group>": "<kvmfleet:group xmlns:x='urn:x' x:note='ours'>"})
+    assert sanitize_domain_xml(xml, policy).spec.name == "cust1"
 
 
 def test_file_console_refused_without_console_dir(policy):
