@@ -5,10 +5,12 @@ test:///default is one in-process hypervisor, shared by every connection while o
 defined, and removes afterwards what the test made: every domain but the driver's own "test",
 every volume of "default-pool", every other pool.
 """
+import threading
 import uuid
 
 import pytest
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import binding
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import KVMFLEET_NS
 
 try:
@@ -79,3 +81,22 @@ def define_domain(conn):
             dom.create()
         return dom
     return define
+
+
+@pytest.fixture
+def hung_open(monkeypatch):
+    """libvirt.open and openReadOnly hang, as on a dead remote, until the test ends."""
+    if libvirt is None:
+        pytest.skip("libvirt-python is not installed")
+    release = threading.Event()
+
+    def hung(uri):
+        release.wait(30)
+        raise libvirt.libvirtError("too late")
+
+    monkeypatch.setattr(binding.libvirt, "open", hung)
+    monkeypatch.setattr(binding.libvirt, "openReadOnly", hung)
+    try:
+        yield
+    finally:
+        release.set()

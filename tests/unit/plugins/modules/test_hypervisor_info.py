@@ -1,4 +1,3 @@
-import threading
 import time
 
 import pytest
@@ -95,19 +94,9 @@ def test_unreachable_libvirt_fails_when_asked(tmp_path, run_module):
     assert "libvirt_code" in result
 
 
-def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, run_module):
-    release = threading.Event()
-
-    def hung_open(uri):
-        release.wait(30)
-        raise libvirt.libvirtError("too late")
-
-    monkeypatch.setattr(binding.libvirt, "openReadOnly", hung_open)
+def test_hung_libvirt_is_reported_unreachable_within_the_timeout(hung_open, run_module):
     started = time.monotonic()
-    try:
-        result = run_module(hypervisor_info, {"uri": "qemu+ssh://root@node9/system", "timeout": 0.3})
-    finally:
-        release.set()
+    result = run_module(hypervisor_info, {"uri": "qemu+ssh://root@node9/system", "timeout": 0.3})
     assert time.monotonic() - started < 2.0
     assert result["hypervisor"]["reachable"] is False
     assert "did not answer within 0.3 s" in result["hypervisor"]["error"]

@@ -6,6 +6,7 @@ second, independent test driver (a node file) standing in for a qemu+ssh URI.
 """
 import pytest
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MigrationUnsafe, VirtError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
 
@@ -154,3 +155,16 @@ def test_thin_samples():
     assert [s["elapsed_s"] for s in out] == [0.25, 1.25, 2.25]
     out = vm_migrate.thin_samples(samples[:6])
     assert out[-1]["elapsed_s"] == 1.5
+
+
+@pytest.mark.parametrize("error, hinted", [
+    (MigrationUnsafe("Unsafe migration: Migration without shared storage is unsafe", libvirt_code=81), True),
+    (VirtError("operation failed: migration out job: unexpectedly failed", libvirt_code=1), False),
+])
+def test_an_unsafe_migration_says_how_to_go_on(error, hinted, source, destination, monkeypatch, run_module):
+    source("kvf-mig1")
+    monkeypatch.setattr(VirtConnection, "migrate_p2p", lambda self, dom, uri, *a, **kw: dict(
+        elapsed=0.1, switched_postcopy=False, aborted=False, samples=[], error=error))
+    result = run_module(vm_migrate, args())
+    assert result["failed"] and str(error) in result["msg"]
+    assert ("say why in unsafe_reason" in result["msg"]) is hinted
