@@ -33,8 +33,8 @@ from devpath import ensure_collection_path  # noqa: E402
 ensure_collection_path()
 import yaml  # noqa: E402
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (  # noqa: E402
-    DiskSpec, DomainSpec, InterfaceSpec, build_domain_xml)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml  # noqa: E402
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import DiskSpec, DomainSpec, InterfaceSpec  # noqa: E402
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -123,7 +123,8 @@ class LabNodes:
     # ---- guests
 
     def guest_xml(self, name, mac, burn=0, dirty=0, dirty_buf=32, memory_mb=192, group=None):
-        from ansible_collections.kvmfleet.iaas.plugins.module_utils import domain_xml as dx
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import spec as dx
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml
         cmdline = "%s kvmfleet.burn=%d kvmfleet.dirty=%d kvmfleet.dirty_buf=%d kvmfleet.hostname=%s" % (
             self.guest["cmdline"], burn, dirty, dirty_buf, name)
         spec = dx.DomainSpec(
@@ -132,7 +133,7 @@ class LabNodes:
             disks=(dx.DiskSpec(path="/srv/kvmfleet/images/%s.qcow2" % name),),
             interfaces=(dx.InterfaceSpec(mac=mac, source="br0"),),
             serial="file", serial_path="/var/log/libvirt/qemu/%s.console" % name, group=group)
-        return dx.build_domain_xml(spec)
+        return build_domain_xml(spec)
 
     def create_guest(self, node, name, mac, wait_ip=True, **workload):
         image = "/srv/kvmfleet/images/%s.qcow2" % name

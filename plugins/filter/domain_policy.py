@@ -14,9 +14,9 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import parse_xml
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml_policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import parse_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.policy import XmlPolicy, sanitize_domain_xml
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import plain
 
 try:

@@ -25,20 +25,21 @@ _RESERVED_RESULT_KEYS = frozenset(("msg", "failed", "changed", "exception", "inv
 
 
 def libvirt_layer():
-    """The libvirt layer (``VirtConnection``, its defaults and library probes), imported on first use.
+    """The libvirt layer's connection module (``VirtConnection``), imported on first use.
 
-    The base's only libvirt access: imported here rather than at the top so that modules
-    without libvirt neither import it nor need libvirt-python.
+    The base reaches libvirt only through here and ``missing_libraries``: imported inside the
+    functions rather than at the top, so that modules without libvirt neither import it nor need
+    libvirt-python.
     """
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
-    return virt
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import connection
+    return connection
 
 
 def connection_argument_spec():
     """The ``uri`` and ``timeout`` options of modules that talk to libvirt."""
-    layer = libvirt_layer()
-    return dict(uri=dict(type="str", default=layer.DEFAULT_URI),
-                timeout=dict(type="float", default=layer.DEFAULT_TIMEOUT))
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import DEFAULT_TIMEOUT
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import DEFAULT_URI
+    return dict(uri=dict(type="str", default=DEFAULT_URI), timeout=dict(type="float", default=DEFAULT_TIMEOUT))
 
 
 def error_result(err):
@@ -84,10 +85,11 @@ class KvmfleetModule:
         """
         if not self.uses_libvirt:
             return []
-        layer = libvirt_layer()
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import binding
+        from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import parser
         return [(name, error) for name, present, error in (
-            ("libvirt-python", layer.HAS_LIBVIRT, layer.LIBVIRT_IMPORT_ERROR),
-            ("lxml", layer.HAS_LXML, layer.LXML_IMPORT_ERROR),
+            ("libvirt-python", binding.HAS_LIBVIRT, binding.LIBVIRT_IMPORT_ERROR),
+            ("lxml", parser.HAS_LXML, parser.LXML_IMPORT_ERROR),
         ) if not present]
 
     def run(self):

@@ -61,3 +61,7 @@ class NotManaged(VirtError):
 
 class Conflict(KvmfleetError):
     """The request clashes with something that exists (a name on another host, a disk, a MAC)."""
+
+
+class MigrationUnsafe(VirtError):
+    """libvirt refused a migration as unsafe (VIR_ERR_MIGRATE_UNSAFE: disks not on storage it knows is shared)."""

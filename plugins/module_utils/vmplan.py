@@ -13,7 +13,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import (
     DiskSpec,
     DomainSpec,
     InterfaceSpec,

@@ -284,12 +284,8 @@ import os
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError, VirtError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import (
-    DEFAULT_SAMPLE_SECONDS,
-    DEFAULT_STORAGE_PATH,
-    unreachable_hypervisor,
-    uri_is_this_host,
-)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.facts import DEFAULT_SAMPLE_SECONDS, DEFAULT_STORAGE_PATH, unreachable_hypervisor
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import uri_is_this_host
 
 # evacuate_host.yml writes it; its presence puts the host in maintenance (docs/migration.md)
 MAINTENANCE_FILE = "/etc/kvmfleet/maintenance"

@@ -265,7 +265,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.migrate import MigrateOps
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import VirtConnection
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 
 
 class VmMigrate(KvmfleetModule):

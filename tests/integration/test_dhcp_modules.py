@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
-    DomainSpec,
-    InterfaceSpec,
-    build_domain_xml,
-)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import DomainSpec, InterfaceSpec
 
 MAC = "52:54:00:d4:c0:01"
 DOMAIN = "kvmf-dhcp-test"

@@ -13,10 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, DomainNotFound, VirtError
-
-# libvirt's VIR_ERR_MIGRATE_UNSAFE: "Migration without shared storage is unsafe"
-MIGRATE_UNSAFE = 81
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, DomainNotFound, MigrationUnsafe, VirtError
 
 
 class MigrateOps:
@@ -94,7 +91,7 @@ class MigrateOps:
                 raise VirtError(msg, aborted=True, **where)
             state = self.state_after_failure(dom)
             hint = ""
-            if err.details.get("libvirt_code") == MIGRATE_UNSAFE:
+            if isinstance(err, MigrationUnsafe):
                 hint = (" (if both hosts see the disks at the same path through shared storage libvirt does "
                         "not recognise, say why in unsafe_reason: inventory kvmfleet_migration_unsafe_reason; "
                         "otherwise copy them with storage=copy_all or copy_incremental)")

@@ -12,31 +12,29 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import poolplan
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_xml, pool_path
 
 
 def describe(virt, pool):
     """``{defined, active, autostart, path}`` of ``pool`` (a virStoragePool, or None when not defined)."""
     if pool is None:
         return dict(poolplan.ABSENT)
-    return {"active": bool(virt.call(pool.isActive)), "autostart": bool(virt.call(pool.autostart)),
-            "path": pool_path(virt.call(pool.XMLDesc, 0)), "defined": True}
+    return dict(virt.pool_state(pool), defined=True)
 
 
 def apply(virt, pool, actions, name, path):
     """Run ``actions`` on the pool ``name``; return the pool (None once undefined)."""
     for action in actions:
         if action == poolplan.DEFINE:
-            pool = virt.call(virt.conn.storagePoolDefineXML, pool_xml(name, path), 0)
+            pool = virt.define_pool(name, path)
         elif action == poolplan.CREATE:
-            virt.call(pool.create, 0)
+            virt.start_pool(pool)
         elif action == poolplan.DESTROY:
-            virt.call(pool.destroy)
+            virt.stop_pool(pool)
         elif action == poolplan.UNDEFINE:
-            virt.call(pool.undefine)
+            virt.undefine_pool(pool)
             pool = None
         else:
-            virt.call(pool.setAutostart, 1 if action == poolplan.AUTOSTART else 0)
+            virt.set_pool_autostart(pool, action == poolplan.AUTOSTART)
     return pool
 
 

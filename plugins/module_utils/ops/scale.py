@@ -21,7 +21,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     NotManaged,
     VirtError,
 )
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import ACTIVE_STATES
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.facts import ACTIVE_STATES
 
 # seconds between reads of the guest's vCPU count and balloon while waiting for it
 _POLL = 0.5

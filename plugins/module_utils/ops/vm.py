@@ -15,16 +15,11 @@ __metaclass__ = type
 import math
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
-    build_domain_xml,
-    diff_domain,
-    domain_facts,
-    pretty,
-)
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, NotManaged, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac, normalize_mac
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.virt import pool_path
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.diff import diff_domain
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml, domain_facts, pretty
 
 _GIB = 1024 ** 3
 
@@ -56,7 +51,7 @@ class VmOps:
         if pool is None:
             raise ValidationError("storage pool %s does not exist on %s (onboard the node with the setup role)"
                                   % (pool_name, virt.hostname()), field="pool", value=pool_name)
-        pool_dir = pool_path(virt.call(pool.XMLDesc, 0))
+        pool_dir = virt.pool_dir(pool)
         host = virt.host_info()
         spec = validate_vm_request(request, host_max_vcpus=host["cpus"], host_memory_mb=host["memory_mb"],
                                    pool_dir=pool_dir)
@@ -145,13 +140,13 @@ class VmOps:
                   disk_gb=spec.disk_gb, image=spec.image, mac=desired.interfaces[0].mac, group=spec.group,
                   console=desired.serial_path)
         if dom is not None and not (self.check_mode and steps):
-            vm.update(uuid=virt.call(dom.UUIDString), state=virt.domain_state(dom), autostart=virt.autostart(dom))
+            vm.update(uuid=virt.domain_uuid(dom), state=virt.domain_state(dom), autostart=virt.autostart(dom))
         else:
             vm.update(uuid=None, state=predicted_state, autostart=predicted_autostart)
         return vm
 
     def volume_gb(self, volume):
-        return int(math.ceil(self.virt.call(volume.info)[1] / float(_GIB)))
+        return int(math.ceil(self.virt.volume_capacity(volume) / float(_GIB)))
 
     # ---- absent
 

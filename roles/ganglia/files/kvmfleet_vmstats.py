@@ -9,6 +9,12 @@ domain skips that interval and never stalls the collector; a reader that stays s
 process exit so that systemd (Restart=always) starts a fresh one.
 
 Installed by the kvmfleet.iaas.ganglia role; stdlib + python3-libvirt only.
+
+A second libvirt client, apart from plugins/module_utils/libvirt/ on purpose: it runs on the
+node as a long-lived systemd service, outside any Ansible run, from one copied file, so it
+cannot import the collection (no ansible_collections on the node's path, no AnsiballZ to pack
+module_utils). It therefore keeps its own deadline and its own reading of the stats (see
+docs/architecture.md, "The libvirt layer"); it only reads, never changes a domain.
 """
 import argparse
 import hashlib

@@ -10,6 +10,9 @@ import pytest
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule, error_result
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import DEFAULT_TIMEOUT
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import DEFAULT_URI
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import parser
 
 
 class Failed(Exception):
@@ -78,11 +81,10 @@ def test_a_module_without_libvirt_has_no_connection_options_and_cannot_connect(f
 
 
 def test_a_libvirt_module_gets_uri_and_timeout_and_its_libraries_checked(fake, monkeypatch):
-    virt = base_module.libvirt_layer()
     module_class()()
-    assert fake[0].argument_spec["uri"] == dict(type="str", default=virt.DEFAULT_URI)
-    assert fake[0].argument_spec["timeout"] == dict(type="float", default=virt.DEFAULT_TIMEOUT)
-    monkeypatch.setattr(virt, "HAS_LXML", False)
+    assert fake[0].argument_spec["uri"] == dict(type="str", default=DEFAULT_URI)
+    assert fake[0].argument_spec["timeout"] == dict(type="float", default=DEFAULT_TIMEOUT)
+    monkeypatch.setattr(parser, "HAS_LXML", False)
     with pytest.raises(Failed):
         module_class(result=dict(ran=True)).execute()
     assert "lxml" in fake[1].exited["msg"] and "ran" not in fake[1].exited
@@ -104,7 +106,7 @@ def test_modules_without_libvirt_run_where_libvirt_cannot_be_imported(tmp_path):
         from ansible.module_utils import basic
         from ansible_collections.kvmfleet.iaas.plugins.modules import dhcp_info, image
         loaded = [m for m, mod in sys.modules.items() if mod is not None and (m.startswith("libvirt")
-                  or m.endswith("module_utils.virt") or ".module_utils.libvirt" in m)]
+                  or ".module_utils.libvirt" in m)]
         sys.stderr.write(json.dumps(loaded) + "\\n")
         args = {"hosts_dir": %r}
         try:

@@ -3,9 +3,10 @@ from dataclasses import replace
 import pytest
 from lxml import etree
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import domain_xml as dx
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import DiskSpec, DomainSpec, InterfaceSpec
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import diff, metadata
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import domain as dx
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import DiskSpec, DomainSpec, InterfaceSpec, from_vm_spec
 
 try:
     import libvirt
@@ -32,14 +33,14 @@ SPECS = [KVM_WEB, LAB_GUEST, MINIMAL]
 
 
 def xpath(xml, path):
-    return etree.fromstring(xml.encode()).xpath(path, namespaces={"k": dx.KVMFLEET_NS})
+    return etree.fromstring(xml.encode()).xpath(path, namespaces={"k": metadata.KVMFLEET_NS})
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_build_then_parse_round_trips(spec):
     xml = dx.build_domain_xml(spec)
     parsed = dx.parse_domain(xml)
-    assert dx.diff_domain(spec, xml) == {}
+    assert diff.diff_domain(spec, xml) == {}
     # Field by field; the maxima and the CPU mode come back resolved, the balloon period only
     # exists with a balloon.
     resolved = dict(vcpus_max=spec.effective_vcpus_max, memory_max_mb=spec.effective_memory_max_mb,
@@ -123,17 +124,15 @@ def test_metadata_element_and_namespace():
     assert xpath(xml, "/domain/metadata/k:instance/k:managed-by/text()") == ["kvmfleet.iaas"]
     assert xpath(xml, "/domain/metadata/k:instance/k:group/text()") == ["web"]
     assert xpath(xml, "/domain/metadata/k:instance/k:ip/text()") == ["192.0.2.20"]
-    assert dx.KVMFLEET_NS == "https://kvmfleet.dev/iaas/1"
+    assert metadata.KVMFLEET_NS == "https://kvmfleet.dev/iaas/1"
     no_group = dx.build_domain_xml(replace(KVM_WEB, group=None))
     assert xpath(no_group, "/domain/metadata/k:instance/k:group") == []
     assert dx.parse_domain(no_group).group is None
     assert dx.parse_domain(no_group).managed is True
 
 
-def test_metadata_matches_what_virt_reads():
-    virt = pytest.importorskip("ansible_collections.kvmfleet.iaas.plugins.module_utils.virt")
-    assert (virt.KVMFLEET_METADATA_NS, virt.KVMFLEET_METADATA_ELEMENT) == (dx.KVMFLEET_NS, dx.METADATA_ELEMENT)
-    info = virt.parse_domain_xml(dx.build_domain_xml(KVM_WEB))
+def test_metadata_matches_what_the_facts_read():
+    info = dx.parse_domain_xml(dx.build_domain_xml(KVM_WEB))
     assert info["metadata"]["group"] == "web"
     assert (info["vcpus"], info["vcpus_max"], info["memory_mb"], info["memory_max_mb"]) == (2, 8, 1024, 4096)
 
@@ -231,8 +230,8 @@ def test_parse_libvirt_dump_facts():
 
 
 def test_libvirt_additions_are_not_differences():
-    assert dx.diff_domain(KVM_WEB, LIBVIRT_DUMP) == {}
-    assert dx.diff_domain(replace(KVM_WEB, machine="pc"), LIBVIRT_DUMP) == {}
+    assert diff.diff_domain(KVM_WEB, LIBVIRT_DUMP) == {}
+    assert diff.diff_domain(replace(KVM_WEB, machine="pc"), LIBVIRT_DUMP) == {}
 
 
 @pytest.mark.parametrize("change, field", [
@@ -254,19 +253,19 @@ def test_libvirt_additions_are_not_differences():
     (dict(cpu_mode="host-passthrough"), "cpu_mode"),
 ])
 def test_diff_names_the_changed_field(change, field):
-    changes = dx.diff_domain(replace(KVM_WEB, **change), LIBVIRT_DUMP)
+    changes = diff.diff_domain(replace(KVM_WEB, **change), LIBVIRT_DUMP)
     assert field in changes
     assert changes[field]["desired"] != changes[field]["actual"]
 
 
 def test_diff_reports_desired_and_actual_values():
-    assert dx.diff_domain(replace(KVM_WEB, vcpus=4), LIBVIRT_DUMP) == {"vcpus": {"desired": 4, "actual": 2}}
+    assert diff.diff_domain(replace(KVM_WEB, vcpus=4), LIBVIRT_DUMP) == {"vcpus": {"desired": 4, "actual": 2}}
 
 
 def test_uuid_compared_case_insensitively_and_cache_none_ignored():
     spec = replace(KVM_WEB, uuid="6C1A0D5E-8A53-4A4E-9A52-3E0D7C8B1F10",
                    disks=(DiskSpec("/srv/kvmfleet/images/web1.qcow2", cache=None),))
-    assert dx.diff_domain(spec, LIBVIRT_DUMP) == {}
+    assert diff.diff_domain(spec, LIBVIRT_DUMP) == {}
 
 
 def test_unmanaged_domain_is_reported():
@@ -275,7 +274,7 @@ def test_unmanaged_domain_is_reported():
         "kvmfleet:", "other:")
     parsed = dx.parse_domain(foreign)
     assert (parsed.managed, parsed.group) == (False, None)
-    assert set(dx.diff_domain(KVM_WEB, foreign)) == {"managed", "group", "annotations"}
+    assert set(diff.diff_domain(KVM_WEB, foreign)) == {"managed", "group", "annotations"}
 
 
 @pytest.mark.parametrize("memory, unit, mb", [("1", "GiB", 1024), ("1048576", None, 1024),
@@ -293,7 +292,7 @@ def test_memory_units(memory, unit, mb):
     ({"memory_mb": {}, "memory_max_mb": {}, "group": {}}, [], ["memory_max_mb", "group", "memory_mb"]),
 ])
 def test_split_changes(changes, live, offline):
-    assert dx.split_changes(changes) == (live, offline)
+    assert diff.split_changes(changes) == (live, offline)
 
 
 @pytest.mark.parametrize("change, field", [
@@ -349,7 +348,7 @@ def test_parse_accepts_bytes_with_encoding_declaration():
 def test_from_vm_spec_carries_the_request():
     vmspec = pytest.importorskip("ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec")
     vm = vmspec.VmSpec(name="web1", vcpus=2, vcpus_max=8, memory_mb=1024, memory_max_mb=4096, disk_gb=10, group="web")
-    spec = dx.from_vm_spec(vm, KVM_WEB.disks, KVM_WEB.interfaces, annotations=(("ip", "192.0.2.20"),))
+    spec = from_vm_spec(vm, KVM_WEB.disks, KVM_WEB.interfaces, annotations=(("ip", "192.0.2.20"),))
     assert spec == KVM_WEB
 
 
@@ -363,10 +362,10 @@ def test_libvirt_test_driver_round_trip(spec):
         domain = conn.defineXML(dx.build_domain_xml(spec))
         try:
             dumped = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            assert dx.diff_domain(spec, dumped) == {}
-            assert dx.diff_domain(replace(spec, vcpus_max=(spec.vcpus_max or spec.vcpus) + 1), dumped) != {}
+            assert diff.diff_domain(spec, dumped) == {}
+            assert diff.diff_domain(replace(spec, vcpus_max=(spec.vcpus_max or spec.vcpus) + 1), dumped) != {}
             # metadata as libvirt's own metadata API returns it
-            instance = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, dx.KVMFLEET_NS)
+            instance = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata.KVMFLEET_NS)
             assert "kvmfleet.iaas" in instance
         finally:
             domain.undefine()
@@ -380,6 +379,6 @@ def test_a_cpu_libvirt_filled_in_is_no_difference_when_none_was_asked():
     root = etree.fromstring(dx.build_domain_xml(desired))
     cpu = etree.SubElement(root, "cpu", mode="custom", match="exact", check="none")
     etree.SubElement(cpu, "model", fallback="forbid").text = "qemu64"
-    assert dx.diff_domain(desired, etree.tostring(root, encoding="unicode")) == {}
+    assert diff.diff_domain(desired, etree.tostring(root, encoding="unicode")) == {}
     wanted = DomainSpec(name="vm1", vcpus=1, memory_mb=256, domain_type="qemu", cpu_mode="host-model")
-    assert "cpu_mode" in dx.diff_domain(wanted, etree.tostring(root, encoding="unicode"))
+    assert "cpu_mode" in diff.diff_domain(wanted, etree.tostring(root, encoding="unicode"))

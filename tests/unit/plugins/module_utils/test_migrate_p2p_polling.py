@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 
 try:
     import libvirt
@@ -64,8 +65,8 @@ class RecordingEvent(Event):
 @pytest.fixture
 def recorded(monkeypatch):
     RecordingEvent.timeouts = []
-    monkeypatch.setattr(virt.threading, "Event", RecordingEvent)
-    conn = virt.VirtConnection("test:///default")
+    monkeypatch.setattr(threading, "Event", RecordingEvent)
+    conn = VirtConnection("test:///default")
     yield conn, RecordingEvent.timeouts
     conn.close()
 

@@ -1,8 +1,9 @@
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import domain_xml as dx
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml_policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import domain as dx
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import DiskSpec, InterfaceSpec
 
 
 @pytest.fixture
@@ -67,9 +68,8 @@ def test_clean_customer_xml_becomes_a_spec(policy):
     spec = result.spec
     assert (spec.name, spec.domain_type, spec.machine) == ("cust1", "kvm", "pc-q35-7.2")
     assert (spec.vcpus, spec.vcpus_max, spec.memory_mb, spec.memory_max_mb) == (1, 4, 512, 2048)
-    assert spec.disks == (dx.DiskSpec(path=policy.pool_dir + "/cust.qcow2", target="vda", bus="virtio",
-                                      format="qcow2"),)
-    assert spec.interfaces == (dx.InterfaceSpec(mac="52:54:00:ab:cd:ef", source="br0", model="virtio"),)
+    assert spec.disks == (DiskSpec(path=policy.pool_dir + "/cust.qcow2", target="vda", bus="virtio", format="qcow2"),)
+    assert spec.interfaces == (InterfaceSpec(mac="52:54:00:ab:cd:ef", source="br0", model="virtio"),)
     assert (spec.serial, spec.guest_agent, spec.balloon, spec.balloon_period) == ("pty", True, True, 5)
     # Not carried: the customer's uuid, metadata (their claimed group), CPU mode, seclabel.
     assert (spec.uuid, spec.group, spec.cpu_mode) == (None, None, "auto")
@@ -124,6 +124,13 @@ REFUSALS = [
     ("qemu commandline", dict(top_extra="<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
                                         "<qemu:arg value='-chardev'/></qemu:commandline>"), "qemu namespace"),
     ("foreign namespace", dict(top_extra="<x:thing xmlns:x='urn:x'/>"), "namespace urn:x"),
+    # an attribute of another namespace on an element we keep or drop (qemu reads some, e.g. qemu:override)
+    ("namespaced attribute on the domain", dict(**{"<domain type='kvm'>": "<domain type='kvm' xmlns:x='urn:x' x:hook='run'>"}),
+     "namespaced attribute {urn:x}hook is not allowed"),
+    ("namespaced attribute on a disk target",
+     dict(**{"<target dev='vda' bus='virtio'/>": "<target dev='vda' bus='virtio' "
+             "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' qemu:alias='x'/>"}),
+     "namespaced attribute {http://libvirt.org/schemas/domain/qemu/1.0}alias is not allowed"),
     ("network interface", dict(**{"type='bridge'>": "type='network'>"}), "type='bridge'"),
     ("direct interface", dict(**{"<interface__type='bridge'>": "<interface type='direct'>"}), "type='bridge'"),
     ("other bridge", dict(**{"bridge='br0'": "bridge='virbr-admin'"}), "bridge 'virbr-admin' is not one of br0"),
@@ -177,6 +184,11 @@ def test_refusals(policy, kwargs, message):
     with pytest.raises(ValidationError) as err:
         sanitize_domain_xml(xml, policy)
     assert message in str(err.value)
+
+
+def test_namespaced_attributes_inside_metadata_are_dropped_not_refused(policy):
+    xml = customer_xml(policy, **{"<kvmfleet:group>": "<kvmfleet:group xmlns:x='urn:x' x:note='ours'>"})
+    assert sanitize_domain_xml(xml, policy).spec.name == "cust1"
 
 
 def test_file_console_refused_without_console_dir(policy):

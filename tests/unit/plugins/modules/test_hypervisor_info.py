@@ -1,11 +1,9 @@
-import threading
 import time
-import uuid
 
 import pytest
 
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import binding
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import vm_cpu_percent
 from ansible_collections.kvmfleet.iaas.plugins.modules import hypervisor_info
 
@@ -23,30 +21,12 @@ DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "vcpus", "vcpus_max"
 
 
 @pytest.fixture
-def test_driver():
+def test_driver(conn, define_domain):
     """test:///default (shared in-process while open) plus kvf-web running and kvf-db shut off."""
-    conn = libvirt.open("test:///default")
-    made = []
     for name, vcpus, memory, group in (("kvf-web", 2, 1024, "web"), ("kvf-db", 4, 2048, None)):
-        metadata = ""
-        if group:
-            metadata = ("<metadata><k:instance xmlns:k='%s'><k:group>%s</k:group></k:instance></metadata>"
-                        % (virt.KVMFLEET_METADATA_NS, group))
-        made.append(conn.defineXML(
-            "<domain type='test'><name>%s</name><uuid>%s</uuid>%s<memory unit='MiB'>%d</memory>"
-            "<currentMemory unit='MiB'>%d</currentMemory><vcpu>%d</vcpu><os><type>hvm</type></os>"
-            "<devices><disk type='file' device='disk'><source file='/srv/kvmfleet/images/%s.qcow2'/>"
-            "<target dev='vda' bus='virtio'/></disk></devices></domain>"
-            % (name, uuid.uuid4(), metadata, memory * 2, memory, vcpus, name)))
-    made[0].create()
-    try:
-        yield conn
-    finally:
-        for dom in made:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        conn.close()
+        define_domain(name, start=name == "kvf-web", vcpus=vcpus, memory_mib=memory * 2, current_memory_mib=memory,
+                      metadata=[("group", group)] if group else (), disk="/srv/kvmfleet/images/%s.qcow2" % name)
+    return conn
 
 
 def test_reports_the_schema_of_a_reachable_host(test_driver, run_module):
@@ -114,19 +94,9 @@ def test_unreachable_libvirt_fails_when_asked(tmp_path, run_module):
     assert "libvirt_code" in result
 
 
-def test_hung_libvirt_is_reported_unreachable_within_the_timeout(monkeypatch, run_module):
-    release = threading.Event()
-
-    def hung_open(uri):
-        release.wait(30)
-        raise libvirt.libvirtError("too late")
-
-    monkeypatch.setattr(virt.libvirt, "openReadOnly", hung_open)
+def test_hung_libvirt_is_reported_unreachable_within_the_timeout(hung_open, run_module):
     started = time.monotonic()
-    try:
-        result = run_module(hypervisor_info, {"uri": "qemu+ssh://root@node9/system", "timeout": 0.3})
-    finally:
-        release.set()
+    result = run_module(hypervisor_info, {"uri": "qemu+ssh://root@node9/system", "timeout": 0.3})
     assert time.monotonic() - started < 2.0
     assert result["hypervisor"]["reachable"] is False
     assert "did not answer within 0.3 s" in result["hypervisor"]["error"]
@@ -139,7 +109,7 @@ def test_negative_sample_is_refused(run_module):
 
 
 def test_missing_libvirt_python_is_named(monkeypatch, run_module):
-    monkeypatch.setattr(virt, "HAS_LIBVIRT", False)
+    monkeypatch.setattr(binding, "HAS_LIBVIRT", False)
     result = run_module(hypervisor_info, {"uri": "test:///default"})
     assert result["failed"] is True
     assert "libvirt-python" in result["msg"]

@@ -8,19 +8,6 @@ libvirt = pytest.importorskip("libvirt")
 URI = "test:///default"
 
 
-@pytest.fixture
-def conn(tmp_path):
-    """test:///default is shared in-process while a connection is open; clean our pool after."""
-    conn = libvirt.open(URI)
-    yield conn
-    for pool in conn.listAllStoragePools():
-        if pool.name() == "kvf-images":
-            if pool.isActive():
-                pool.destroy()
-            pool.undefine()
-    conn.close()
-
-
 def args(tmp_path, **kw):
     base = dict(name="kvf-images", path=str(tmp_path), uri=URI)
     base.update(kw)

@@ -1,8 +1,9 @@
 """The vm module against libvirt's test driver (test:///default): real libvirt calls, no daemon."""
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm
 
 libvirt = pytest.importorskip("libvirt")
@@ -10,22 +11,6 @@ libvirt = pytest.importorskip("libvirt")
 URI = "test:///default"
 BASE = dict(name="web1", vcpus=2, memory_mb=512, disk_gb=3, pool="default-pool", uri=URI,
             virt_type="qemu", serial="pty", stop_timeout=0)
-
-
-@pytest.fixture
-def conn():
-    """Keeps test:///default's state alive for the test, and removes what the test made."""
-    conn = libvirt.open(URI)
-    yield conn
-    for dom in conn.listAllDomains():
-        if dom.name() != "test":
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    pool = conn.storagePoolLookupByName("default-pool")
-    for vol in pool.listAllVolumes():
-        vol.delete(0)
-    conn.close()
 
 
 def names(conn):
@@ -49,7 +34,7 @@ def test_creates_disk_and_domain_and_starts_it(conn, run_module):
     assert info["mac"].startswith("52:54:00:") and info["uuid"] == dom.UUIDString()
     capacity = conn.storagePoolLookupByName("default-pool").storageVolLookupByName("web1.qcow2").info()[1]
     assert capacity == 3 * 1024 ** 3
-    assert virt.parse_domain_xml(dom.XMLDesc(2))["vcpus_max"] == 8
+    assert parse_domain_xml(dom.XMLDesc(2))["vcpus_max"] == 8
 
 
 def test_second_run_changes_nothing(conn, run_module):
@@ -101,7 +86,7 @@ def test_an_existing_disk_is_never_overwritten(conn, run_module):
 def test_a_failure_after_the_disk_was_made_leaves_nothing_behind(conn, run_module, monkeypatch):
     def broken_start(self, dom):
         raise VirtError("QEMU could not start: simulated")
-    monkeypatch.setattr(virt.VirtConnection, "start_domain", broken_start)
+    monkeypatch.setattr(VirtConnection, "start_domain", broken_start)
     result = run_module(vm, BASE)
     assert result["failed"] is True
     assert "simulated" in result["msg"] and "rolled back: removed the definition and disk" in result["msg"]

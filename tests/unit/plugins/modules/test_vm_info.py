@@ -1,9 +1,7 @@
-import uuid
 
 import pytest
 
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_info
 
 try:
@@ -18,22 +16,11 @@ VM_KEYS = {"name", "uuid", "host", "state", "managed", "group", "metadata", "vcp
 
 
 @pytest.fixture
-def test_driver():
+def test_driver(conn, define_domain):
     """test:///default (shared in-process while open) plus kvf-app1 running in group app."""
-    conn = libvirt.open("test:///default")
-    dom = conn.defineXML(
-        "<domain type='test'><name>kvf-app1</name><uuid>%s</uuid>"
-        "<metadata><k:instance xmlns:k='%s'><k:group>app</k:group><k:owner>ops</k:owner></k:instance></metadata>"
-        "<memory unit='MiB'>1024</memory><vcpu current='1'>4</vcpu><os><type>hvm</type></os>"
-        "<devices><interface type='network'><mac address='52:54:00:12:34:56'/><source network='default'/>"
-        "</interface></devices></domain>" % (uuid.uuid4(), virt.KVMFLEET_METADATA_NS))
-    dom.create()
-    try:
-        yield conn
-    finally:
-        dom.destroy()
-        dom.undefine()
-        conn.close()
+    define_domain("kvf-app1", vcpus=4, vcpus_current=1, memory_mib=1024, metadata=[("group", "app"), ("owner", "ops")],
+                  mac="52:54:00:12:34:56")
+    return conn
 
 
 def test_lists_every_vm_with_its_host(test_driver, run_module):

@@ -4,14 +4,13 @@ The test driver cannot migrate, which makes it good at one thing: showing that a
 migration leaves the VM running on the source with its definition. The destination is a
 second, independent test driver (a node file) standing in for a qemu+ssh URI.
 """
-import uuid
-
 import pytest
 
 from ansible.module_utils import basic
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, virt
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MigrationUnsafe, VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.migrate import MigrateOps
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
 
@@ -25,47 +24,23 @@ pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not i
 DEST_URI = "qemu+ssh://root@192.0.2.12/system"
 
 
-def domain_xml(name):
-    return ("<domain type='test'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>128</memory>"
-            "<vcpu>1</vcpu><os><type>hvm</type></os></domain>" % (name, uuid.uuid4()))
+@pytest.fixture
+def source(conn, define_domain):
+    """define(name, start=True) on the source, test:///default."""
+    return lambda name, start=True: define_domain(name, start=start, memory_mib=128)
 
 
 @pytest.fixture
-def source():
-    conn = libvirt.open("test:///default")
-    made = []
-
-    def define(name, start=True):
-        dom = conn.defineXML(domain_xml(name))
-        if start:
-            dom.create()
-        made.append(name)
-        return dom
-    try:
-        yield define
-    finally:
-        for name in made:
-            try:
-                dom = conn.lookupByName(name)
-            except libvirt.libvirtError:
-                continue
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        conn.close()
-
-
-@pytest.fixture
-def destination(tmp_path, monkeypatch):
+def destination(tmp_path, monkeypatch, domain_xml_for_driver):
     """Point the module's destination connection at a test driver built from a node file."""
     domains = []
 
-    class FakeDestination(virt.VirtConnection):
+    class FakeDestination(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             assert uri == DEST_URI
             node = tmp_path / "node.xml"
             # domains of a test driver node file are running
-            node.write_text("<node>%s</node>" % "".join(domain_xml(name) for name in domains))
+            node.write_text("<node>%s</node>" % "".join(domain_xml_for_driver(name, memory_mib=128) for name in domains))
             super().__init__("test://%s" % node, timeout=timeout, readonly=readonly)
             self.opened_as = uri
 
@@ -140,7 +115,7 @@ def test_leftover_source_definition_is_finished(source, destination, run_module)
 def test_destination_that_is_the_source_is_refused(source, monkeypatch, run_module):
     source("kvf-mig1")
 
-    class SameHost(virt.VirtConnection):
+    class SameHost(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             super().__init__("test:///default", timeout=timeout, readonly=readonly)
     monkeypatch.setattr(vm_migrate, "VirtConnection", SameHost)
@@ -168,7 +143,7 @@ def test_bad_options_fail_before_connecting(extra, match, monkeypatch, run_modul
 def test_tcp_allowed_when_asked(source, monkeypatch, run_module):
     seen = []
 
-    class Unreachable(virt.VirtConnection):
+    class Unreachable(VirtConnection):
         def __init__(self, uri, timeout=10.0, readonly=False):
             seen.append(uri)
             super().__init__("test:///nonexistent-file.xml", timeout=timeout)
@@ -225,7 +200,7 @@ def test_the_source_definition_goes_only_once_the_destination_runs_the_vm():
 
 
 def test_a_failed_or_aborted_migration_keeps_the_source_and_says_why():
-    unsafe = VirtError("Unsafe migration: Migration without shared storage is unsafe", libvirt_code=81)
+    unsafe = MigrationUnsafe("Unsafe migration: Migration without shared storage is unsafe", libvirt_code=81)
     src = FakeSide(finished(error=unsafe))
     with pytest.raises(VirtError, match="say why in unsafe_reason") as failed:
         migrate_with(src, FakeSide(state=None))
@@ -234,3 +209,16 @@ def test_a_failed_or_aborted_migration_keeps_the_source_and_says_why():
     with pytest.raises(VirtError, match="did not finish within 30 s and was aborted") as aborted:
         migrate_with(src, FakeSide(state=None))
     assert "unsafe_reason" not in str(aborted.value) and src.undefined == []
+
+
+@pytest.mark.parametrize("error, hinted", [
+    (MigrationUnsafe("Unsafe migration: Migration without shared storage is unsafe", libvirt_code=81), True),
+    (VirtError("operation failed: migration out job: unexpectedly failed", libvirt_code=1), False),
+])
+def test_an_unsafe_migration_says_how_to_go_on(error, hinted, source, destination, monkeypatch, run_module):
+    source("kvf-mig1")
+    monkeypatch.setattr(VirtConnection, "migrate_p2p", lambda self, dom, uri, *a, **kw: dict(
+        elapsed=0.1, switched_postcopy=False, aborted=False, samples=[], error=error))
+    result = run_module(vm_migrate, args())
+    assert result["failed"] and str(error) in result["msg"]
+    assert ("say why in unsafe_reason" in result["msg"]) is hinted

@@ -4,8 +4,9 @@ import pytest
 
 from ansible.module_utils import basic
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import virt
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm, vm_scale
 
 libvirt = pytest.importorskip("libvirt")
@@ -17,28 +18,13 @@ SCALE = dict(name="web1", uri=URI, wait=0.5, stop_timeout=0)
 
 
 @pytest.fixture
-def conn():
-    conn = libvirt.open(URI)
-    yield conn
-    for dom in conn.listAllDomains():
-        if dom.name() != "test":
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    pool = conn.storagePoolLookupByName("default-pool")
-    for vol in pool.listAllVolumes():
-        vol.delete(0)
-    conn.close()
-
-
-@pytest.fixture
 def web1(conn, run_module):
     assert run_module(vm, VM)["changed"] is True
     return conn.lookupByName("web1")
 
 
 def sizes(dom):
-    info = virt.parse_domain_xml(dom.XMLDesc(2))
+    info = parse_domain_xml(dom.XMLDesc(2))
     live = dom.isActive()
     return dict(vcpus=info["vcpus"], vcpus_max=info["vcpus_max"], memory_mb=info["memory_mb"],
                 memory_max_mb=info["memory_max_mb"],
@@ -129,14 +115,14 @@ def test_a_domain_kvmfleet_did_not_make_is_left_alone(conn, run_module):
 
 
 def test_a_guest_that_keeps_its_cpu_gets_a_clear_refusal_and_keeps_its_size(web1, run_module, monkeypatch):
-    real = virt.VirtConnection.set_vcpus
+    real = VirtConnection.set_vcpus
 
     def refuse_unplug(self, dom, count, live=False, config=False):
         if live and count < dom.vcpusFlags(1):
             raise VirtError("Timed out during operation: vcpu unplug request timed out", libvirt_code=68)
         return real(self, dom, count, live=live, config=config)
 
-    monkeypatch.setattr(virt.VirtConnection, "set_vcpus", refuse_unplug)
+    monkeypatch.setattr(VirtConnection, "set_vcpus", refuse_unplug)
     before = sizes(web1)
     result = run_module(vm_scale, dict(SCALE, vcpus=1, memory_mb=1024))
     assert result["failed"] is True
@@ -145,7 +131,7 @@ def test_a_guest_that_keeps_its_cpu_gets_a_clear_refusal_and_keeps_its_size(web1
 
 
 def test_a_guest_that_keeps_its_memory_gets_a_clear_refusal_and_the_balloon_goes_back(web1, run_module, monkeypatch):
-    monkeypatch.setattr(virt.VirtConnection, "balloon_actual_kib", lambda self, dom: 512 * 1024)
+    monkeypatch.setattr(VirtConnection, "balloon_actual_kib", lambda self, dom: 512 * 1024)
     result = run_module(vm_scale, dict(SCALE, memory_mb=256))
     assert result["failed"] is True and "did not release the memory" in result["msg"], result
     monkeypatch.undo()
@@ -154,8 +140,8 @@ def test_a_guest_that_keeps_its_memory_gets_a_clear_refusal_and_the_balloon_goes
 
 def test_a_refusal_after_a_done_step_puts_that_step_back(web1, run_module, monkeypatch):
     """Unplug works, the balloon shrink is refused: the vCPU comes back, nothing stays changed."""
-    real = virt.VirtConnection.balloon_actual_kib
-    monkeypatch.setattr(virt.VirtConnection, "balloon_actual_kib",
+    real = VirtConnection.balloon_actual_kib
+    monkeypatch.setattr(VirtConnection, "balloon_actual_kib",
                         lambda self, dom: max(real(self, dom), 512 * 1024))
     result = run_module(vm_scale, dict(SCALE, vcpus=1, memory_mb=256))
     assert result["failed"] is True and "did not release the memory" in result["msg"], result
@@ -177,7 +163,7 @@ def test_check_mode_predicts_exactly_what_the_real_run_does(web1, run_module, ch
 def test_a_guest_that_has_not_taken_the_size_is_warned_about(web1, run_module, monkeypatch):
     warned = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, text, **kw: warned.append(text))
-    monkeypatch.setattr(virt.VirtConnection, "balloon_actual_kib", lambda self, dom: 512 * 1024)
+    monkeypatch.setattr(VirtConnection, "balloon_actual_kib", lambda self, dom: 512 * 1024)
     result = run_module(vm_scale, dict(SCALE, memory_mb=1024))
     assert not result.get("failed") and result["guest"]["memory_taken"] is False, result
     assert len(warned) == 1 and "has not taken the whole new size" in warned[0], warned

@@ -5,7 +5,7 @@
 
 A customer may bring a domain XML with their disk image. It is never handed to libvirt: it is
 parsed with a hardened parser, checked element by element against an allow list, and what is
-kept becomes a ``DomainSpec`` from which ``domain_xml.build_domain_xml`` writes our own XML.
+kept becomes a ``DomainSpec`` from which ``xml.domain.build_domain_xml`` writes our own XML.
 Anything that can reach the host (device passthrough, host files outside the pool or the
 console directory, sockets, qemu command-line passthrough, emulator overrides, scripts) is
 refused with a ValidationError naming the element; harmless elements we do not carry (input,
@@ -27,18 +27,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
-try:
-    from lxml import etree
-except ImportError:  # callers report the missing library before using it
-    etree = None
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.domain_xml import (
-    GUEST_AGENT_CHANNEL,
-    DiskSpec,
-    DomainSpec,
-    InterfaceSpec,
-    parse_xml,
-)
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
@@ -47,6 +35,14 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
     check_name,
     coerce_int,
 )
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import etree, parse_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import (
+    GUEST_AGENT_CHANNEL,
+    DiskSpec,
+    DomainSpec,
+    InterfaceSpec,
+)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.units import MIB, UNIT_BYTES, unit_name
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
@@ -205,8 +201,8 @@ def sanitize_domain_xml(xml, policy):
     return Sanitized(spec=spec, ignored=tuple(ignored))
 
 
-_UNIT_MIB = {"k": 1 / 1024.0, "kib": 1 / 1024.0, "m": 1, "mib": 1, "g": 1024, "gib": 1024, "t": 1024 ** 2,
-             "tib": 1024 ** 2}
+# Binary units only: a decimal KB/MB in user XML is more likely a mistake than meant.
+_ALLOWED_UNITS = ("k", "kib", "m", "mib", "g", "gib", "t", "tib")
 
 
 def _memory_mb(root, tag, required, limits):
@@ -215,11 +211,11 @@ def _memory_mb(root, tag, required, limits):
         if required:
             _refuse(root, "<%s> is required" % tag)
         return None
-    unit = (element.get("unit") or "KiB").lower()
-    if unit not in _UNIT_MIB:
+    unit = unit_name(element)
+    if unit not in _ALLOWED_UNITS:
         _refuse(element, "memory unit %r is not one of KiB, MiB, GiB, TiB" % element.get("unit"))
     amount = coerce_int(tag, (element.text or "").strip(), 1)
-    mb = int(amount * _UNIT_MIB[unit])
+    mb = amount * UNIT_BYTES[unit] // MIB
     if not limits.memory_min_mb <= mb <= limits.memory_ceiling_mb:
         _refuse(element, "%d MiB is outside %d..%d MiB" % (mb, limits.memory_min_mb, limits.memory_ceiling_mb), mb)
     return mb

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``VirtConnection``: a libvirt connection whose every call has a deadline and raises typed errors.
+
+The connection itself (open, close, call) is here; its calls come from one mixin per concern:
+host.py, storage.py, domains.py, migration.py, resize.py. They use only ``self.call``,
+``self.conn``, ``self.uri`` and ``self._change_timeout()``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ConnectionFailed, VirtError, VirtTimeout
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.binding import HAS_LIBVIRT, is_libvirt_error, libvirt
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import (
+    DEFAULT_TIMEOUT,
+    MUTATION_TIMEOUT,
+    call_with_deadline,
+)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.domains import DomainCalls
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.error_map import map_libvirt_error
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.host import HostCalls
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.migration import MigrationCalls
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.resize import ResizeCalls
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.storage import StorageCalls
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import DEFAULT_URI
+
+
+def _ignore_libvirt_error(_context, _error):
+    """libvirt prints every error to stderr unless a handler is set; we raise them instead."""
+
+
+def _close_quietly(conn):
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, ResizeCalls):
+    """A libvirt connection whose every call has a deadline and raises typed errors.
+
+        with VirtConnection("qemu:///system", timeout=10) as virt:
+            dom = virt.lookup_domain("web1")
+            virt.start_domain(dom)
+
+    A call that times out at the connection level (not one domain's) leaves the connection
+    unusable: later calls fail at once instead of queueing behind the hung one.
+    """
+
+    def __init__(self, uri=DEFAULT_URI, timeout=DEFAULT_TIMEOUT, readonly=False):
+        self.uri = uri or DEFAULT_URI
+        self.timeout = timeout
+        self.readonly = readonly
+        self._conn = None
+        self._broken = None
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    @property
+    def conn(self):
+        """The raw virConnect, for the calls of this package (run them via call())."""
+        if self._conn is None:
+            raise ConnectionFailed("not connected to libvirt at %s" % self.uri, uri=self.uri)
+        return self._conn
+
+    def open(self):
+        if not HAS_LIBVIRT:
+            raise VirtError("libvirt-python is not installed", uri=self.uri)
+        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+        opener = libvirt.openReadOnly if self.readonly else libvirt.open
+        try:
+            self._conn = call_with_deadline(opener, (self.uri,), timeout=self.timeout,
+                                            description="connecting to %s" % self.uri,
+                                            on_abandoned=_close_quietly)
+        except VirtTimeout as err:
+            raise VirtTimeout("cannot connect to libvirt at %s: %s" % (self.uri, err), uri=self.uri,
+                              timeout=self.timeout)
+        except libvirt.libvirtError as err:
+            # whatever went wrong, the host is not reachable
+            mapped = map_libvirt_error(err, uri=self.uri, operation="open")
+            raise ConnectionFailed("cannot connect to libvirt at %s: %s" % (self.uri, mapped), **mapped.details)
+        self._broken = None
+        return self
+
+    def close(self):
+        conn, self._conn = self._conn, None
+        if conn is None or self._broken:
+            return  # a hung connection's close would hang too; the process exit drops it
+        try:
+            call_with_deadline(conn.close, timeout=min(self.timeout or 5.0, 5.0))
+        except Exception:
+            pass
+
+    def call(self, func, *args, timeout=None, domain=None):
+        """``func(*args)`` under the deadline (``timeout`` or the connection's), errors typed.
+
+        Pass ``domain`` (a name) for per-domain calls: their timeout then marks only that
+        domain, not the connection, as lost.
+        """
+        what = getattr(func, "__name__", "libvirt call")
+        if self._broken:
+            raise VirtTimeout("libvirt at %s stopped answering (%s)" % (self.uri, self._broken),
+                              uri=self.uri, operation=what)
+        try:
+            return call_with_deadline(func, args, timeout=self.timeout if timeout is None else timeout,
+                                      description=what)
+        except VirtTimeout as err:
+            details = dict(err.details, uri=self.uri, operation=what)
+            if domain is None:
+                self._broken = str(err)
+            else:
+                details["domain"] = domain
+            raise VirtTimeout("%s%s" % ("%s: " % domain if domain else "", err), **details)
+        except Exception as err:
+            if is_libvirt_error(err):
+                raise map_libvirt_error(err, uri=self.uri, domain=domain, operation=what)
+            raise
+
+    def _change_timeout(self):
+        return max(self.timeout or 0, MUTATION_TIMEOUT)
