@@ -218,7 +218,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import dhcp_
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.dhcp_reservation import Pinger, reload_after
 
 
-class DhcpHost(KvmfleetModule):
+class DhcpHostModule(KvmfleetModule):
     """Reserve (or release) under dhcp_store's lock, then reload dnsmasq when a file changed or went."""
 
     uses_libvirt = False
@@ -276,7 +276,7 @@ class DhcpHost(KvmfleetModule):
 
 
 def main():
-    DhcpHost.execute()
+    DhcpHostModule.execute()
 
 
 if __name__ == "__main__":

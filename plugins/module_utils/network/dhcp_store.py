@@ -35,12 +35,12 @@ from typing import Optional, Tuple
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
 
 try:  # ipam and macaddr need netaddr; modules report it with missing_required_lib
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import (
-        choose_ip,
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import (
         parse_dhcp_hosts,
         parse_leases,
         render_dhcp_host,
     )
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import choose_ip
     from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
     HAS_NETADDR = True
     NETADDR_IMPORT_ERROR = None

@@ -154,3 +154,11 @@ def allocate_macs(name, count=1, in_use=None, existing=None, max_attempts=DEFAUL
 def allocate_mac(name, in_use=None, index=0, existing=None, max_attempts=DEFAULT_MAX_ATTEMPTS):
     """The ``MacAllocation`` of NIC ``index`` alone (see ``allocate_macs``)."""
     return allocate_macs(name, index + 1, in_use, existing, max_attempts)[index]
+
+
+def normalize_hwaddr(token):
+    """Ethernet addresses to our form; anything else (ARP-type prefix, wildcards) lowercased."""
+    try:
+        return normalize_mac(token)
+    except ValidationError:
+        return token.lower()

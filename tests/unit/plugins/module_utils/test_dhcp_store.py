@@ -131,7 +131,7 @@ def test_explicit_ip_of_another_mac_names_the_holder(hosts):
 
 
 def test_explicit_ip_leased_to_another_mac(hosts):
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import Lease
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import Lease
     with pytest.raises(Conflict, match="an active lease, no reservation"):
         dhcp_store.plan_present(hosts, MAC_A, NET, ip="10.9.0.55",
                                 leases=[Lease(expiry=0, mac=MAC_B, ip="10.9.0.55")])
@@ -139,7 +139,7 @@ def test_explicit_ip_leased_to_another_mac(hosts):
 
 def test_full_range_counts_reasons(hosts):
     put(hosts, "52-54-00-bb-bb-02.conf", "52:54:00:bb:bb:02,10.9.0.52\n")
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import Lease
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import Lease
     with pytest.raises(Conflict) as err:
         dhcp_store.plan_present(hosts, MAC_A, NET, ip_range="10.9.0.50-10.9.0.54", reserved=["10.9.0.50"],
                                 leases=[Lease(expiry=0, mac="52:54:00:cc:cc:03", ip="10.9.0.51")],
