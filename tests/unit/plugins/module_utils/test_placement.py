@@ -375,6 +375,7 @@ def test_index_ties_in_a_homogeneous_fleet_follow_names():
 @pytest.mark.parametrize("seed", range(3))
 def test_fits_agrees_with_the_reasons(seed):
     rng = random.Random(seed)
+    judged = [rule for rule in P.FILTERS if rule.name in ("capacity", "live utilization")]
     for h in random_hosts(rng, 200, [(8, 32768, 500), (2, 4096, 50)]):
         if not h.usable:
             continue
@@ -383,7 +384,8 @@ def test_fits_agrees_with_the_reasons(seed):
             measured = rng.random() < 0.3
             demand = P.Demand(vcpus, memory, rng.randint(-10, 600),
                               rng.uniform(0, 800) if measured else 100.0 * vcpus, measured, False)
-            assert P._fits(h, demand) == (not P._capacity_reasons(h, demand))
+            for rule in judged:
+                assert rule.passes(h, demand, True) == (not rule.reasons(h, demand, True)), rule.name
 
 
 # --------------------------------------------------------------------------- model and validation
