@@ -13,8 +13,9 @@ kube-scheduler's filter plugins). Each rule is one class:
 * for the index, one of: ``RequestRule`` (the request rejects named hosts; the index skips them
   by rank and ``allowed`` may restrict the candidates to a few hosts, evaluated directly),
   ``INDEX_HOLDS_PASSING`` (the index holds only hosts that pass), or ``node_test(index, demand,
-  context)``: a function of a node's stats that is False only when no host below can pass
-  (None: no pruning), reading the ``NODE_STATS`` the rule declares.
+  context)``: a function of a node's stats, reading the ``NODE_STATS`` the rule declares, that
+  answers NONE_PASS only when no host below can pass, ALL_PASS only when every host below passes
+  (then the search asks nothing more below that node), else MAY_PASS; None: no pruning.
 
 A new filter is one class here, listed in ``FILTERS`` (the order is the order of the reasons).
 """
@@ -26,7 +27,13 @@ __metaclass__ = type
 import math
 from operator import attrgetter
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.index import NodeStat, Slot
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.index import (
+    ALL_PASS,
+    MAY_PASS,
+    NONE_PASS,
+    NodeStat,
+    Slot,
+)
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import NO_FACTS
 
 
@@ -51,6 +58,17 @@ class HostFilter:
 
     def node_test(self, index, demand, context):
         return None
+
+    def every_host_passes(self, index, demand, context):
+        """True when the index's root stats prove that every host in it passes (then the rule is
+        not asked again for this request)."""
+        return False
+
+    def host_test(self, demand, context):
+        """``passes`` as a function of the host alone, for the index's leaves (a rule may give a
+        faster one with the request's figures bound in; it must agree with ``passes``)."""
+        passes = self.passes
+        return lambda host: passes(host, demand, context)
 
 
 def _readable(host):
@@ -214,7 +232,7 @@ class VirtType(HostFilter):
 
     def node_test(self, index, demand, context):
         slot, bit = index.slot["virt types"], context[0]
-        return lambda st: bool(st[slot] & bit)
+        return lambda st: MAY_PASS if st[slot] & bit else NONE_PASS
 
 
 class Labels(HostFilter):
@@ -249,7 +267,7 @@ class Labels(HostFilter):
 
     def node_test(self, index, demand, context):
         slot = index.slot["label pairs"]
-        return lambda st: context <= st[slot]
+        return lambda st: MAY_PASS if context <= st[slot] else NONE_PASS
 
 
 class Capacity(HostFilter):
@@ -258,7 +276,10 @@ class Capacity(HostFilter):
     name = "capacity"
     NODE_STATS = (NodeStat("free cpu", "max", attrgetter("free_cpu")),
                   NodeStat("free memory", "max", attrgetter("free_mem")),
-                  NodeStat("free disk", "max", attrgetter("free_disk")))
+                  NodeStat("free disk", "max", attrgetter("free_disk")),
+                  NodeStat("least free cpu", "min", attrgetter("free_cpu")),
+                  NodeStat("least free memory", "min", attrgetter("free_mem")),
+                  NodeStat("least free disk", "min", attrgetter("free_disk")))
 
     judges = staticmethod(_usable)
 
@@ -290,7 +311,27 @@ class Capacity(HostFilter):
         need_mem = demand.memory_mb if demand.memory_mb > 0 else -math.inf
         need_disk = demand.disk_gb if demand.disk_gb > 0 else -math.inf
         cpu, mem, disk = index.slot["free cpu"], index.slot["free memory"], index.slot["free disk"]
-        return lambda st: st[cpu] >= need_cpu and st[mem] >= need_mem and st[disk] >= need_disk
+        least_cpu, least_mem, least_disk = (index.slot["least free cpu"], index.slot["least free memory"],
+                                            index.slot["least free disk"])
+
+        def test(st):
+            if st[cpu] < need_cpu or st[mem] < need_mem or st[disk] < need_disk:
+                return NONE_PASS
+            if st[least_cpu] >= need_cpu and st[least_mem] >= need_mem and st[least_disk] >= need_disk:
+                return ALL_PASS
+            return MAY_PASS
+        return test
+
+    def every_host_passes(self, index, demand, context):
+        root = index.stats[index.root]
+        return (root[index.slot["least free cpu"]] >= demand.vcpus and root[index.slot["least free memory"]] >= demand.memory_mb
+                and root[index.slot["least free disk"]] >= demand.disk_gb)
+
+    def host_test(self, demand, context):
+        need_cpu = demand.vcpus if demand.vcpus > 0 else -math.inf
+        need_mem = demand.memory_mb if demand.memory_mb > 0 else -math.inf
+        need_disk = demand.disk_gb if demand.disk_gb > 0 else -math.inf
+        return lambda h: h.free_cpu >= need_cpu and h.free_mem >= need_mem and h.free_disk >= need_disk
 
 
 def _live_reason(what, now, projected, threshold):
@@ -308,7 +349,9 @@ class LiveUtilization(HostFilter):
     NODE_STATS = (NodeStat("cpu headroom", "max", attrgetter("head_cpu")),
                   NodeStat("memory headroom", "max", attrgetter("head_mem")),
                   NodeStat("cpus", "max", attrgetter("cpus")),
-                  NodeStat("host memory", "max", attrgetter("memory_mb")))
+                  NodeStat("host memory", "max", attrgetter("memory_mb")),
+                  NodeStat("least cpu headroom", "min", attrgetter("head_cpu")),
+                  NodeStat("least memory headroom", "min", attrgetter("head_mem")))
 
     judges = staticmethod(_usable)
 
@@ -329,26 +372,52 @@ class LiveUtilization(HostFilter):
                 reasons.append(_live_reason("memory", host.memory_percent, load, host.memory_threshold))
         return reasons
 
+    @staticmethod
+    def _needs(index, demand):
+        """The headroom (cpu, memory) a host of each shape needs (Demand's projections, same float operations)."""
+        dv, dm = demand.vcpus, demand.memory_mb
+        cpu_load, measured, mem_load = demand.cpu_load, demand.measured, 100.0 * dm
+        return [((cpu_load / shape.cpus if measured else cpu_load / shape.cap_cpu) if dv > 0 else -math.inf,
+                 mem_load / shape.memory_mb if dm > 0 else -math.inf) for shape in index.shapes]
+
+    def every_host_passes(self, index, demand, context):
+        root = index.stats[index.root]
+        needs = self._needs(index, demand)
+        return (root[index.slot["least cpu headroom"]] >= max(n[0] for n in needs)
+                and root[index.slot["least memory headroom"]] >= max(n[1] for n in needs))
+
     def node_test(self, index, demand, context):
         dv, dm = demand.vcpus, demand.memory_mb
         cpu_load, measured, mem_load = demand.cpu_load, demand.measured, 100.0 * dm
-        # The headroom a host of each shape needs (the projections of Demand, same float operations).
-        need = [((cpu_load / shape.cpus if measured else cpu_load / shape.cap_cpu) if dv > 0 else -math.inf,
-                 mem_load / shape.memory_mb if dm > 0 else -math.inf) for shape in index.shapes]
+        need = self._needs(index, demand)
         head_cpu, head_mem = index.slot["cpu headroom"], index.slot["memory headroom"]
+        least_cpu, least_mem = index.slot["least cpu headroom"], index.slot["least memory headroom"]
         cpus, memory = index.slot["cpus"], index.slot["host memory"]
         shape_, cap_cpu_max = Slot.SHAPE, Slot.CAP_CPU_MAX
 
-        def may_pass(st):
+        def test(st):
             shape = st[shape_]
             if shape >= 0:
                 need_cpu, need_mem = need[shape]
-                return st[head_cpu] >= need_cpu and st[head_mem] >= need_mem
+                if st[head_cpu] < need_cpu or st[head_mem] < need_mem:
+                    return NONE_PASS
+                return ALL_PASS if st[least_cpu] >= need_cpu and st[least_mem] >= need_mem else MAY_PASS
             # Several shapes: the smallest projection is over the largest host.
             if dv > 0 and st[head_cpu] < (cpu_load / st[cpus] if measured else cpu_load / st[cap_cpu_max]):
+                return NONE_PASS
+            return NONE_PASS if dm > 0 and st[head_mem] < mem_load / st[memory] else MAY_PASS
+        return test
+
+    def host_test(self, demand, context):
+        # Demand.cpu_projection and memory_projection, with the request's figures bound in.
+        dv, dm = demand.vcpus, demand.memory_mb
+        cpu_load, measured, mem_load = demand.cpu_load, demand.measured, 100.0 * dm
+
+        def passes(h):
+            if dv > 0 and (cpu_load / h.cpus if measured else cpu_load / h.cap_cpu) > h.head_cpu:
                 return False
-            return not (dm > 0 and st[head_mem] < mem_load / st[memory])
-        return may_pass
+            return not (dm > 0 and mem_load / h.memory_mb > h.head_mem)
+        return passes
 
 
 # The registry, in the order a rejected host's reasons are listed.

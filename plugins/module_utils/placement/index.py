@@ -33,6 +33,9 @@ INV_SQRT6 = 1.0 / math.sqrt(6.0)
 INV_SQRT3 = 1.0 / math.sqrt(3.0)
 LEAF_SIZE = 8
 
+# What a filter's node test says of the hosts below a node.
+NONE_PASS, MAY_PASS, ALL_PASS = 0, 1, 2
+
 # A hardware shape: within one, a request's d_r = demand_r / capacity_r is the same for every host.
 Shape = namedtuple("Shape", "cap_cpu cap_mem cap_disk memory_mb cpus")
 
@@ -231,7 +234,7 @@ class _Index:
         """(score, rank, host) of the best host for a full-size ``demand``, or None.
 
         ``checks``: (filter, context) of the filters in play that the index tests itself: each
-        prunes nodes by its ``node_test`` and judges the hosts of a leaf by its ``passes``.
+        prunes nodes by its ``node_test`` and judges the hosts of a leaf by its ``host_test``.
         Hosts of ``excluded_ranks`` (rejected by a request rule) are skipped. The caller has made
         sure every host's demand is ``demand`` (no in-place delta).
         """
@@ -240,11 +243,14 @@ class _Index:
         deltas = self.shape_deltas(demand)
         bound = strategy.node_bound(deltas, demand)
         score_of = strategy.score
+        judge_first = strategy.JUDGE_FIRST
+        checks = [(rule, context) for rule, context in checks if not rule.every_host_passes(self, demand, context)]
         node_tests = []
         for rule, context in checks:
             test = rule.node_test(self, demand, context)
             if test is not None:
                 node_tests.append(test)
+        host_tests = [rule.host_test(demand, context) for rule, context in checks]
         stats = self.stats
         children = self.children
         members = self.members
@@ -254,17 +260,32 @@ class _Index:
         best_rank = math.inf
         best_host = None
         root = stats[self.root]
-        for test in node_tests:
-            if not test(root):
-                return None
-        heap = [(-bound(root), root[rank_min], self.root)]
+        # Entries: (-bound, lowest rank, node, whether every host below passes the node tests).
+        # A filter without a node test is asked of every host: then no node is proven.
+        can_prove = len(node_tests) == len(checks)
+        heap = [(-bound(root), root[rank_min], self.root, not checks)]
         pop = heapq.heappop
         push = heapq.heappush
         while heap:
-            neg, rank, node = pop(heap)
+            neg, rank, node, proven = pop(heap)
             upper = -neg
             if upper < best_score or (upper == best_score and rank > best_rank):
                 break
+            # The filters' node tests run on the nodes the search reaches, not on every node it
+            # bounds: a node that fails one holds no host that passes, so it is dropped; below a
+            # node where every test says ALL_PASS nothing is tested again.
+            st = stats[node]
+            if not proven:
+                proven = can_prove
+                verdict = MAY_PASS
+                for test in node_tests:
+                    verdict = test(st)
+                    if verdict == NONE_PASS:
+                        break
+                    if verdict != ALL_PASS:
+                        proven = False
+                if verdict == NONE_PASS:
+                    continue
             hosts = members[node]
             if hosts is None:
                 for child in children[node]:
@@ -272,13 +293,21 @@ class _Index:
                     upper = bound(st)
                     if upper < best_score or (upper == best_score and st[rank_min] > best_rank):
                         continue
-                    for test in node_tests:
-                        if not test(st):
+                    push(heap, (-upper, st[rank_min], child, proven))
+                continue
+            d0, d1, d2 = deltas[st[shape_]][:3]
+            if judge_first and not proven:
+                for host in hosts:
+                    if host.rank in excluded_ranks:
+                        continue
+                    for test in host_tests:
+                        if not test(host):
                             break
                     else:
-                        push(heap, (-upper, st[rank_min], child))
+                        score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
+                        if score > best_score or (score == best_score and host.rank < best_rank):
+                            best_score, best_rank, best_host = score, host.rank, host
                 continue
-            d0, d1, d2 = deltas[stats[node][shape_]][:3]
             for host in hosts:
                 if host.rank in excluded_ranks:
                     continue
@@ -286,9 +315,12 @@ class _Index:
                 score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
                 if score < best_score or (score == best_score and host.rank > best_rank):
                     continue
-                for rule, context in checks:
-                    if not rule.passes(host, demand, context):
-                        break
+                if not proven:
+                    for test in host_tests:
+                        if not test(host):
+                            break
+                    else:
+                        best_score, best_rank, best_host = score, host.rank, host
                 else:
                     best_score, best_rank, best_host = score, host.rank, host
         if best_host is None:

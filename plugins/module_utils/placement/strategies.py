@@ -6,7 +6,7 @@ plugins, Nova's weighers). Each strategy is one class with
 
 * ``score(u_cpu, u_mem, u_disk)``: higher wins; the u are allocated fractions after placement;
 * ``terms(u_cpu, u_mem, u_disk)`` and ``formula(terms)``: the score's parts for the explanation;
-* ``node_bound(deltas)``: a function of a node's stats (index.Slot) giving an upper bound on the
+* ``node_bound(deltas, demand)``: a function of a node's stats (index.Slot) giving an upper bound on the
   score of every host below it, for the index's branch and bound (docs/placement.md).
 
 A new strategy is one class here, listed in ``STRATEGY_CLASSES``.
@@ -56,6 +56,9 @@ class Strategy:
 
     name = None
     score = None
+    # Whether the index's leaves judge a host by the filters before scoring it (else only a
+    # host that would become the best is judged): for a strategy whose best hosts fail most.
+    JUDGE_FIRST = False
 
     def terms(self, u_cpu, u_mem, u_disk):
         raise NotImplementedError
@@ -106,6 +109,7 @@ class Spread(Strategy):
 class Pack(Strategy):
     name = "pack"
     score = staticmethod(score_pack)
+    JUDGE_FIRST = True      # the fullest hosts score best and are the ones that do not fit
 
     def terms(self, u_cpu, u_mem, u_disk):
         return {"allocated": (u_cpu + u_mem + u_disk) / 3.0}
