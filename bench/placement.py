@@ -413,14 +413,15 @@ def against(rev, rounds):
     results = side_by_side(Path(__file__), [], rev, rounds)
     identical = all(cur["decisions"] == base["decisions"] and cur["count"] == base["count"] for cur, base in results)
     print("command: python bench/placement.py --against %s --rounds %d" % (rev, rounds))
-    print("decisions identical (%d per probe, %d rounds): %s" % (results[0][0]["count"], rounds,
-                                                                  "yes" if identical else "NO"))
+    print("decisions identical (%d per probe, %d rounds): %s"
+          % (results[0][0]["count"], rounds, "yes" if identical else "NO"))
     print("| workload | baseline / CPU s | new / CPU s | new / baseline (median of %d) |" % rounds)
     print("|---|---|---|---|")
     for key in results[0][0]["rates"]:
-        ratios = sorted(cur["rates"][key] / base["rates"][key] for cur, base in results)
-        print("| %s | %.0f | %.0f | %.3f |" % (key, _median([base["rates"][key] for _c, base in results]),
-                                             _median([cur["rates"][key] for cur, _b in results]), _median(ratios)))
+        ratios = [cur["rates"][key] / base["rates"][key] for cur, base in results]
+        baseline = _median([base["rates"][key] for _c, base in results])
+        current = _median([cur["rates"][key] for cur, _b in results])
+        print("| %s | %.0f | %.0f | %.3f |" % (key, baseline, current, _median(ratios)))
     return identical
 
 

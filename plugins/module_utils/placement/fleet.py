@@ -317,7 +317,6 @@ class Fleet:
         return results
 
 
-
 # --------------------------------------------------------------------------- convenience
 
 def fleet_from_facts(facts_by_host, inventory_by_host=None, **fleet_options):
