@@ -256,14 +256,28 @@ class _Index:
         members = self.members
         rank_min, shape_ = Slot.RANK_MIN, Slot.SHAPE
 
+        # A filter without a node test is asked of every host: then no node is proven.
+        can_prove = len(node_tests) == len(checks)
+
+        def verdict(st):
+            """None when no host below passes a filter, else whether every host below passes them all."""
+            proven = can_prove
+            for test in node_tests:
+                answer = test(st)
+                if answer == NONE_PASS:
+                    return None
+                if answer != ALL_PASS:
+                    proven = False
+            return proven
+
         best_score = -math.inf
         best_rank = math.inf
         best_host = None
         root = stats[self.root]
-        # Entries: (-bound, lowest rank, node, whether every host below passes the node tests).
-        # A filter without a node test is asked of every host: then no node is proven.
-        can_prove = len(node_tests) == len(checks)
-        heap = [(-bound(root), root[rank_min], self.root, not checks)]
+        # Entries: (-bound, lowest rank, node, True when every host below passes the filters, or
+        # None: not judged yet). A node is judged when the search reaches it, not when it is
+        # bounded: nodes never reached are never judged.
+        heap = [(-bound(root), root[rank_min], self.root, None if checks else True)]
         pop = heapq.heappop
         push = heapq.heappush
         while heap:
@@ -271,20 +285,10 @@ class _Index:
             upper = -neg
             if upper < best_score or (upper == best_score and rank > best_rank):
                 break
-            # The filters' node tests run on the nodes the search reaches, not on every node it
-            # bounds: a node that fails one holds no host that passes, so it is dropped; below a
-            # node where every test says ALL_PASS nothing is tested again.
             st = stats[node]
-            if not proven:
-                proven = can_prove
-                verdict = MAY_PASS
-                for test in node_tests:
-                    verdict = test(st)
-                    if verdict == NONE_PASS:
-                        break
-                    if verdict != ALL_PASS:
-                        proven = False
-                if verdict == NONE_PASS:
+            if proven is None:
+                proven = verdict(st)
+                if proven is None:
                     continue
             hosts = members[node]
             if hosts is None:
@@ -293,10 +297,17 @@ class _Index:
                     upper = bound(st)
                     if upper < best_score or (upper == best_score and st[rank_min] > best_rank):
                         continue
-                    push(heap, (-upper, st[rank_min], child, proven))
+                    push(heap, (-upper, st[rank_min], child, proven or None))
                 continue
             d0, d1, d2 = deltas[st[shape_]][:3]
-            if judge_first and not proven:
+            if proven:
+                for host in hosts:
+                    if host.rank in excluded_ranks:
+                        continue
+                    score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
+                    if score > best_score or (score == best_score and host.rank < best_rank):
+                        best_score, best_rank, best_host = score, host.rank, host
+            elif judge_first:
                 for host in hosts:
                     if host.rank in excluded_ranks:
                         continue
@@ -307,22 +318,19 @@ class _Index:
                         score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
                         if score > best_score or (score == best_score and host.rank < best_rank):
                             best_score, best_rank, best_host = score, host.rank, host
-                continue
-            for host in hosts:
-                if host.rank in excluded_ranks:
-                    continue
-                # Score first: the filters judge only a host that would become the best.
-                score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
-                if score < best_score or (score == best_score and host.rank > best_rank):
-                    continue
-                if not proven:
+            else:
+                for host in hosts:
+                    if host.rank in excluded_ranks:
+                        continue
+                    # Score first: the filters judge only a host that would become the best.
+                    score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
+                    if score < best_score or (score == best_score and host.rank > best_rank):
+                        continue
                     for test in host_tests:
                         if not test(host):
                             break
                     else:
                         best_score, best_rank, best_host = score, host.rank, host
-                else:
-                    best_score, best_rank, best_host = score, host.rank, host
         if best_host is None:
             return None
         return best_score, best_rank, best_host
