@@ -15,7 +15,8 @@ kube-scheduler's filter plugins). Each rule is one class:
   ``INDEX_HOLDS_PASSING`` (the index holds only hosts that pass), or ``node_test(index, demand,
   context)``: a function of a node's stats, reading the ``NODE_STATS`` the rule declares, that
   answers NONE_PASS only when no host below can pass, ALL_PASS only when every host below passes
-  (then the search asks nothing more below that node), else MAY_PASS; None: no pruning.
+  (then the search asks nothing more below that node), else MAY_PASS; None: no pruning; and
+  ``leaf_test``, which keeps the hosts of a leaf that pass.
 
 A new filter is one class here, listed in ``FILTERS`` (the order is the order of the reasons).
 """
@@ -64,11 +65,11 @@ class HostFilter:
         not asked again for this request)."""
         return False
 
-    def host_test(self, demand, context):
-        """``passes`` as a function of the host alone, for the index's leaves (a rule may give a
+    def leaf_test(self, demand, context):
+        """A function of a leaf's hosts giving those that pass, for the index (a rule may give a
         faster one with the request's figures bound in; it must agree with ``passes``)."""
         passes = self.passes
-        return lambda host: passes(host, demand, context)
+        return lambda hosts: [host for host in hosts if passes(host, demand, context)]
 
 
 def _readable(host):
@@ -327,11 +328,12 @@ class Capacity(HostFilter):
         return (root[index.slot["least free cpu"]] >= demand.vcpus and root[index.slot["least free memory"]] >= demand.memory_mb
                 and root[index.slot["least free disk"]] >= demand.disk_gb)
 
-    def host_test(self, demand, context):
+    def leaf_test(self, demand, context):
         need_cpu = demand.vcpus if demand.vcpus > 0 else -math.inf
         need_mem = demand.memory_mb if demand.memory_mb > 0 else -math.inf
         need_disk = demand.disk_gb if demand.disk_gb > 0 else -math.inf
-        return lambda h: h.free_cpu >= need_cpu and h.free_mem >= need_mem and h.free_disk >= need_disk
+        return lambda hosts: [h for h in hosts
+                              if h.free_cpu >= need_cpu and h.free_mem >= need_mem and h.free_disk >= need_disk]
 
 
 def _live_reason(what, now, projected, threshold):
@@ -408,16 +410,20 @@ class LiveUtilization(HostFilter):
             return NONE_PASS if dm > 0 and st[head_mem] < mem_load / st[memory] else MAY_PASS
         return test
 
-    def host_test(self, demand, context):
+    def leaf_test(self, demand, context):
         # Demand.cpu_projection and memory_projection, with the request's figures bound in.
         dv, dm = demand.vcpus, demand.memory_mb
         cpu_load, measured, mem_load = demand.cpu_load, demand.measured, 100.0 * dm
-
-        def passes(h):
-            if dv > 0 and (cpu_load / h.cpus if measured else cpu_load / h.cap_cpu) > h.head_cpu:
-                return False
-            return not (dm > 0 and mem_load / h.memory_mb > h.head_mem)
-        return passes
+        if dv > 0:
+            def hosts_cpu(hosts):
+                if measured:
+                    return [h for h in hosts if not cpu_load / h.cpus > h.head_cpu]
+                return [h for h in hosts if not cpu_load / h.cap_cpu > h.head_cpu]
+        else:
+            hosts_cpu = list
+        if dm > 0:
+            return lambda hosts: [h for h in hosts_cpu(hosts) if not mem_load / h.memory_mb > h.head_mem]
+        return hosts_cpu
 
 
 # The registry, in the order a rejected host's reasons are listed.

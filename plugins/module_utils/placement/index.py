@@ -234,7 +234,7 @@ class _Index:
         """(score, rank, host) of the best host for a full-size ``demand``, or None.
 
         ``checks``: (filter, context) of the filters in play that the index tests itself: each
-        prunes nodes by its ``node_test`` and judges the hosts of a leaf by its ``host_test``.
+        prunes nodes by its ``node_test`` and keeps the hosts of a leaf that pass by its ``leaf_test``.
         Hosts of ``excluded_ranks`` (rejected by a request rule) are skipped. The caller has made
         sure every host's demand is ``demand`` (no in-place delta).
         """
@@ -243,14 +243,13 @@ class _Index:
         deltas = self.shape_deltas(demand)
         bound = strategy.node_bound(deltas, demand)
         score_of = strategy.score
-        judge_first = strategy.JUDGE_FIRST
         checks = [(rule, context) for rule, context in checks if not rule.every_host_passes(self, demand, context)]
         node_tests = []
         for rule, context in checks:
             test = rule.node_test(self, demand, context)
             if test is not None:
                 node_tests.append(test)
-        host_tests = [rule.host_test(demand, context) for rule, context in checks]
+        leaf_tests = [rule.leaf_test(demand, context) for rule, context in checks]
         stats = self.stats
         children = self.children
         members = self.members
@@ -258,17 +257,6 @@ class _Index:
 
         # A filter without a node test is asked of every host: then no node is proven.
         can_prove = len(node_tests) == len(checks)
-
-        def verdict(st):
-            """None when no host below passes a filter, else whether every host below passes them all."""
-            proven = can_prove
-            for test in node_tests:
-                answer = test(st)
-                if answer == NONE_PASS:
-                    return None
-                if answer != ALL_PASS:
-                    proven = False
-            return proven
 
         best_score = -math.inf
         best_rank = math.inf
@@ -287,8 +275,18 @@ class _Index:
                 break
             st = stats[node]
             if proven is None:
-                proven = verdict(st)
-                if proven is None:
+                # The filters' verdict: drop the node when one says no host below passes; below
+                # a node where every one says all pass, nothing is tested again.
+                proven = can_prove
+                for test in node_tests:
+                    answer = test(st)
+                    if answer != ALL_PASS:
+                        proven = False
+                        if answer == NONE_PASS:
+                            break
+                else:
+                    answer = MAY_PASS
+                if answer == NONE_PASS:
                     continue
             hosts = members[node]
             if hosts is None:
@@ -300,37 +298,15 @@ class _Index:
                     push(heap, (-upper, st[rank_min], child, proven or None))
                 continue
             d0, d1, d2 = deltas[st[shape_]][:3]
-            if proven:
-                for host in hosts:
-                    if host.rank in excluded_ranks:
-                        continue
-                    score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
-                    if score > best_score or (score == best_score and host.rank < best_rank):
-                        best_score, best_rank, best_host = score, host.rank, host
-            elif judge_first:
-                for host in hosts:
-                    if host.rank in excluded_ranks:
-                        continue
-                    for test in host_tests:
-                        if not test(host):
-                            break
-                    else:
-                        score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
-                        if score > best_score or (score == best_score and host.rank < best_rank):
-                            best_score, best_rank, best_host = score, host.rank, host
-            else:
-                for host in hosts:
-                    if host.rank in excluded_ranks:
-                        continue
-                    # Score first: the filters judge only a host that would become the best.
-                    score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
-                    if score < best_score or (score == best_score and host.rank > best_rank):
-                        continue
-                    for test in host_tests:
-                        if not test(host):
-                            break
-                    else:
-                        best_score, best_rank, best_host = score, host.rank, host
+            if excluded_ranks:
+                hosts = [host for host in hosts if host.rank not in excluded_ranks]
+            if not proven:
+                for test in leaf_tests:
+                    hosts = test(hosts)
+            for host in hosts:
+                score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
+                if score > best_score or (score == best_score and host.rank < best_rank):
+                    best_score, best_rank, best_host = score, host.rank, host
         if best_host is None:
             return None
         return best_score, best_rank, best_host

@@ -56,9 +56,6 @@ class Strategy:
 
     name = None
     score = None
-    # Whether the index's leaves judge a host by the filters before scoring it (else only a
-    # host that would become the best is judged): for a strategy whose best hosts fail most.
-    JUDGE_FIRST = False
 
     def terms(self, u_cpu, u_mem, u_disk):
         raise NotImplementedError
@@ -109,7 +106,6 @@ class Spread(Strategy):
 class Pack(Strategy):
     name = "pack"
     score = staticmethod(score_pack)
-    JUDGE_FIRST = True      # the fullest hosts score best and are the ones that do not fit
 
     def terms(self, u_cpu, u_mem, u_disk):
         return {"allocated": (u_cpu + u_mem + u_disk) / 3.0}
