@@ -9,6 +9,9 @@ RAM weigher and Kubernetes-style scoring, in one run. docs/benchmarks.md records
     python bench/placement.py --quick    # smoke run
     python bench/placement.py --against affe3f5   # today's engine against a revision's, side by side
 
+One file: the workload, the baselines, the report and the side-by-side probe share the seeded
+cluster and VM mix, which bench/patrol.py imports from here too.
+
 Rates are decisions per second of this process's CPU time (time.process_time), one core: the
 machine is shared, and wall time would measure the neighbours. Each decision includes applying
 it to the state (and, for kvmfleet, updating the index).

@@ -19,6 +19,8 @@ kube-scheduler's filter plugins). Each rule is one class:
   ``leaf_test``, which keeps the hosts of a leaf that pass.
 
 A new filter is one class here, listed in ``FILTERS`` (the order is the order of the reasons).
+One file of small classes because the registry's order is the order of a rejected host's
+reasons: the filters are read together, as the reasons are.
 """
 
 from __future__ import absolute_import, division, print_function
