@@ -7,6 +7,10 @@ RAM weigher and Kubernetes-style scoring, in one run. docs/benchmarks.md records
 
     python bench/placement.py            # full run (a few minutes on 2 cores)
     python bench/placement.py --quick    # smoke run
+    python bench/placement.py --against affe3f5   # today's engine against a revision's, side by side
+
+One file: the workload, the baselines, the report and the side-by-side probe share the seeded
+cluster and VM mix, which bench/patrol.py imports from here too.
 
 Rates are decisions per second of this process's CPU time (time.process_time), one core: the
 machine is shared, and wall time would measure the neighbours. Each decision includes applying
@@ -14,6 +18,8 @@ it to the state (and, for kvmfleet, updating the index).
 """
 
 import argparse
+import hashlib
+import json
 import math
 import platform
 import random
@@ -344,10 +350,102 @@ def _cpu_info():
         return "unknown CPU"
 
 
+# --------------------------------------------------------------------------- probe / against
+
+PROBE_SIZES = (1000, 5000)
+PROBE_DECISIONS = 1500
+
+
+def _mixed_requests(rng, names, count):
+    """Requests with groups, policies, exclusions, virt types and measured loads (API of every revision)."""
+    requests = []
+    for n in range(count):
+        v, m, d = vm_sizes(rng, 1)[0]
+        kw = dict(strategy=rng.choice(("balanced", "spread", "pack")))
+        if rng.random() < 0.2:
+            kw["virt_type"] = rng.choice(["kvm", "qemu"])
+        if rng.random() < 0.2:
+            kw["exclude"] = rng.sample(names, 3)
+        if rng.random() < 0.3:
+            kw["group"] = rng.choice(["g1", "g2", "g3"])
+            kw["policy"] = rng.choice(["anti-affinity", "anti-affinity", "affinity"])
+        if rng.random() < 0.2:
+            kw["cpu_percent"] = rng.uniform(0, 100 * v)
+        requests.append(P.Request("mixed%d" % n, v, m, d, **kw))
+    return requests
+
+
+def probe():
+    """A fixed seeded workload: one JSON line with a hash of every (request, host) decision and the
+    rates per CPU second of each strategy at PROBE_SIZES hosts."""
+    digest = hashlib.sha256()
+    rates = {}
+    decisions = 0
+    for count in PROBE_SIZES:
+        specs = host_specs(random.Random(SEED + count), count)
+        sizes = vm_sizes(random.Random(SEED), PROBE_DECISIONS)
+        for strategy in ("balanced", "spread", "pack"):
+            engine = Engine(specs, strategy)
+            chosen = []
+            started = time.process_time()
+            for v, m, d in sizes:
+                chosen.append(engine.place(v, m, d))
+            rates["%s@%d" % (strategy, count)] = len(sizes) / (time.process_time() - started)
+            digest.update(json.dumps([strategy, count, chosen]).encode())
+            decisions += len(chosen)
+    # Filters in play (groups, virt types, exclusions, measured loads), indexed and exhaustive.
+    rng = random.Random(SEED + 7)
+    specs = host_specs(random.Random(SEED + 300), 300)
+    for spec in specs:
+        spec["virt_types"] = rng.choice([["kvm", "qemu"], ["qemu"]])
+    names = [s["name"] for s in specs]
+    requests = _mixed_requests(rng, names, 400)
+    for use_index in (True, False):
+        fleet = P.Fleet([P.Host(reserved_host_memory_mb=RESERVED_MB, **spec) for spec in specs], use_index=use_index)
+        results = fleet.place_batch(requests)
+        chosen = [(r.name, getattr(result, "host", None)) for r, result in zip(requests, results)]
+        digest.update(json.dumps(chosen).encode())
+        decisions += len(chosen)
+    return {"decisions": digest.hexdigest(), "count": decisions, "rates": rates}
+
+
+def against(rev, rounds):
+    """Today's probe and REV's side by side (bench/revisions.py): identical decisions, rate ratios."""
+    from revisions import side_by_side
+
+    results = side_by_side(Path(__file__), [], rev, rounds)
+    identical = all(cur["decisions"] == base["decisions"] and cur["count"] == base["count"] for cur, base in results)
+    print("command: python bench/placement.py --against %s --rounds %d" % (rev, rounds))
+    print("decisions identical (%d per probe, %d rounds): %s"
+          % (results[0][0]["count"], rounds, "yes" if identical else "NO"))
+    print("| workload | baseline / CPU s | new / CPU s | new / baseline (median of %d) |" % rounds)
+    print("|---|---|---|---|")
+    for key in results[0][0]["rates"]:
+        ratios = [cur["rates"][key] / base["rates"][key] for cur, base in results]
+        baseline = _median([base["rates"][key] for _c, base in results])
+        current = _median([cur["rates"][key] for cur, _b in results])
+        print("| %s | %.0f | %.0f | %.3f |" % (key, baseline, current, _median(ratios)))
+    return identical
+
+
+def _median(values):
+    values = sorted(values)
+    half = len(values) // 2
+    return values[half] if len(values) % 2 else (values[half - 1] + values[half]) / 2.0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, short budgets: a smoke run")
+    parser.add_argument("--probe", action="store_true", help="fixed workload, one JSON line (bench/revisions.py)")
+    parser.add_argument("--against", metavar="REV", help="compare with REV's engine in one run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --against")
     args = parser.parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe()))
+        return
+    if args.against:
+        sys.exit(0 if against(args.against, args.rounds) else 1)
     if args.quick:
         cluster_sizes, decisions, budget = (100, 1000), 300, 0.3
         args.batch_hosts, args.batch_vms = 200, 2000

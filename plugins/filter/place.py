@@ -14,7 +14,8 @@ DOCUMENTATION = r"""
   description:
     - Reads each candidate host's C(kvmfleet_hypervisor) facts and its placement inventory
       variables (C(kvmfleet_maintenance), C(kvmfleet_disabled), the allocation ratios,
-      C(kvmfleet_reserved_host_memory_mb), C(kvmfleet_cpu_threshold), C(kvmfleet_memory_threshold))
+      C(kvmfleet_reserved_host_memory_mb), C(kvmfleet_cpu_threshold), C(kvmfleet_memory_threshold),
+      C(kvmfleet_cpu_source), C(kvmfleet_host_labels))
       from O(_input) and returns the host the placement engine chooses, with the score breakdown
       of every host that fits and the reasons every other host was rejected.
     - Filters, projection of the VM's load and the strategies are described in docs/placement.md.
@@ -95,6 +96,14 @@ DOCUMENTATION = r"""
             Default for migration is the domain's measured C(cpu_percent); otherwise each vCPU
             is projected at 100 / cpu allocation ratio percent.
           type: float
+        labels:
+          description:
+            - Labels the host must carry, as a dict of label name to string value. A host passes
+              when its C(kvmfleet_host_labels) inventory variable has every one of them with the same
+              value (like a Kubernetes nodeSelector or Nova aggregate metadata); others are rejected
+              with C(label KEY=VALUE missing) or C(label KEY is X, not VALUE).
+            - "C(playbooks/create_vm.yml) passes it from C(-e '{\"labels\": {\"rack\": \"r1\"}}')."
+          type: dict
     hosts:
       description:
         - Candidate hypervisors, normally C(groups['hypervisors']). Hosts without
@@ -115,6 +124,11 @@ EXAMPLES = r"""
 - name: Say where and why
   ansible.builtin.debug:
     msg: "{{ web3_placement.host }}: {{ web3_placement.explanation }}"
+
+- name: Only on hosts labelled ssd=true in rack r1 (their kvmfleet_host_labels carry both)
+  ansible.builtin.debug:
+    msg: "{{ (hostvars | kvmfleet.iaas.place({'name': 'db1', 'vcpus': 4, 'memory_mb': 8192, 'disk_gb': 50,
+              'labels': {'ssd': 'true', 'rack': 'r1'}}, hosts=groups['hypervisors'])).host }}"
 
 - name: Migration target for web1, which now runs on node1 (size and load from its facts)
   ansible.builtin.debug:

@@ -11,6 +11,7 @@ __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import allocate_mac, macs_in_use
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import check_labels
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 
 
@@ -37,11 +38,13 @@ def locate_vm(facts_by_host, name):
 def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unreachable=False):
     """Everything about a create request that the controller can settle before placement.
 
-    Returns {request (normalised), existing_host, existing (domain facts), mac, mac_clash,
-    unreachable}. Raises ValidationError for bad input, and refuses while hosts are unreachable
+    Returns {request (normalised; ``labels`` for placement, {} when none), existing_host,
+    existing (domain facts), mac, mac_clash, unreachable}. Raises ValidationError for bad input, and refuses while hosts are unreachable
     (a VM of that name, or its MAC, could be on them) unless ``ignore_unreachable``.
     """
     unreachable = unreachable_hosts(facts_by_host)
+    request = dict(request)
+    labels = check_labels(request.pop("labels", None), "labels")   # placement's, not the domain's
     # No VM can be larger than the largest host; that host's own check (vm module) is exact.
     reachable = [facts for host, facts in facts_by_host.items() if host not in unreachable]
     spec = validate_vm_request(request, pool_dir=image_dir, network=network,
@@ -57,5 +60,5 @@ def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unre
     host, existing = locate_vm(facts_by_host, spec.name)
     allocation = allocate_mac(spec.name, macs_in_use(facts_by_host),
                               existing=(existing or {}).get("macs") or None)
-    return dict(request=spec.to_dict(), existing_host=host, existing=existing, mac=allocation.mac,
+    return dict(request=dict(spec.to_dict(), labels=labels), existing_host=host, existing=existing, mac=allocation.mac,
                 mac_clash=list(allocation.clashed_with), unreachable=unreachable)

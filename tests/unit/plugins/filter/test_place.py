@@ -152,3 +152,31 @@ def test_maintenance_mark_in_the_facts_is_honoured(hostvars):
     with pytest.raises(AnsibleFilterError) as err:
         place(hostvars, {"name": "web2", "vcpus": 1, "memory_mb": 256, "group": "web"}, hosts=HYPERVISORS)
     assert "node2: in maintenance (mark /etc/kvmfleet/maintenance)" in str(err.value)
+
+
+def test_labels_select_hosts_by_their_inventory_labels(hostvars):
+    hostvars["node1"]["kvmfleet_host_labels"] = {"rack": "r1"}
+    hostvars["node2"]["kvmfleet_host_labels"] = {"rack": "r2"}
+    result = place(hostvars, {"name": "db1", "vcpus": 1, "memory_mb": 512, "labels": {"rack": "r1"}},
+                   hosts=HYPERVISORS)
+    assert result["host"] == "node1"
+    assert result["rejected"]["node2"] == ["label rack is r2, not r1 (kvmfleet_host_labels)"]
+    hostvars["node2"]["kvmfleet_host_labels"] = "rack=r2"
+    with pytest.raises(AnsibleFilterError, match="kvmfleet_host_labels of node2 must be a dict"):
+        place(hostvars, {"name": "db1", "vcpus": 1, "memory_mb": 512}, hosts=HYPERVISORS)
+
+
+def test_create_path_carries_labels_from_vm_prepare_to_place(hostvars):
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.fleetview import prepare_vm
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+
+    hostvars["node2"]["kvmfleet_host_labels"] = {"ssd": "true"}
+    facts = {name: hostvars[name].get("kvmfleet_hypervisor") for name in HYPERVISORS}
+    request = {"name": "db2", "vcpus": 1, "memory_mb": 512, "disk_gb": 1, "labels": {"ssd": "true"}}
+    prepared = prepare_vm(facts, request, ignore_unreachable=True)
+    assert prepared["request"]["labels"] == {"ssd": "true"}
+    asked = {key: prepared["request"][key] for key in ("name", "vcpus", "memory_mb", "disk_gb", "labels")}
+    assert place(hostvars, asked, hosts=HYPERVISORS)["host"] == "node2"
+    assert prepare_vm(facts, dict(request, labels=None), ignore_unreachable=True)["request"]["labels"] == {}
+    with pytest.raises(ValidationError, match="labels: label ssd must be a string, got True"):
+        prepare_vm(facts, dict(request, labels={"ssd": True}), ignore_unreachable=True)

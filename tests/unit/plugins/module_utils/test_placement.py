@@ -335,6 +335,22 @@ def random_request(rng, n, names):
     return P.Request("vm%d" % n, vcpus, memory, disk, **kw)
 
 
+def compare_index_with_exhaustive(indexed, exhaustive, requests):
+    """Place ``requests`` in order on both fleets; the same host and score, or the same error, each time."""
+    compared = rejected = 0
+    for request in requests:
+        got = indexed.place_batch([request])[0]
+        want = exhaustive.place_batch([request])[0]
+        if isinstance(want, P.Placement):
+            assert isinstance(got, P.Placement), (request, got)
+            assert (got.host, got.score) == (want.host, want.score), request
+            compared += 1
+        else:
+            assert type(got) is type(want) and got.details == want.details
+            rejected += 1
+    return compared, rejected
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_index_equals_exhaustive_evaluation(seed):
     rng = random.Random(seed)
@@ -349,17 +365,8 @@ def test_index_equals_exhaustive_evaluation(seed):
     indexed = P.Fleet(hosts_a, rebuild_every=rng.choice([5, 50, 1000]))
     exhaustive = P.Fleet(hosts_b, use_index=False)
     names = [h.name for h in hosts_a]
-    compared = 0
-    for n in range(250):
-        request = random_request(rng, n, names)
-        got = indexed.place_batch([request])[0]
-        want = exhaustive.place_batch([request])[0]
-        if isinstance(want, P.Placement):
-            assert isinstance(got, P.Placement), (request, got)
-            assert (got.host, got.score) == (want.host, want.score), request
-            compared += 1
-        else:
-            assert type(got) is type(want) and got.details == want.details
+    requests = [random_request(rng, n, names) for n in range(250)]
+    compared, _rejected = compare_index_with_exhaustive(indexed, exhaustive, requests)
     assert compared > 25
 
 
@@ -375,6 +382,7 @@ def test_index_ties_in_a_homogeneous_fleet_follow_names():
 @pytest.mark.parametrize("seed", range(3))
 def test_fits_agrees_with_the_reasons(seed):
     rng = random.Random(seed)
+    judged = [rule for rule in P.FILTERS if rule.name in ("capacity", "live utilization")]
     for h in random_hosts(rng, 200, [(8, 32768, 500), (2, 4096, 50)]):
         if not h.usable:
             continue
@@ -383,7 +391,8 @@ def test_fits_agrees_with_the_reasons(seed):
             measured = rng.random() < 0.3
             demand = P.Demand(vcpus, memory, rng.randint(-10, 600),
                               rng.uniform(0, 800) if measured else 100.0 * vcpus, measured, False)
-            assert P._fits(h, demand) == (not P._capacity_reasons(h, demand))
+            for rule in judged:
+                assert rule.passes(h, demand, True) == (not rule.reasons(h, demand, True)), rule.name
 
 
 # --------------------------------------------------------------------------- model and validation
@@ -453,3 +462,74 @@ def test_cpu_source_vms_measures_a_host_by_its_own_vms():
     assert by_host.cpu_percent == 100.0 and by_vms.cpu_percent == 75.0
     with pytest.raises(ValidationError, match="kvmfleet_cpu_source of n1 must be one of host, vms"):
         P.Host.from_facts("n1", facts, {"kvmfleet_cpu_source": "guess"})
+
+
+# --------------------------------------------------------------------------- host labels
+
+def test_labels_pass_when_every_requested_label_matches():
+    hosts = [host("a", labels={"rack": "r1"}), host("b", labels={"rack": "r2", "ssd": "true"}),
+             host("c", labels={"rack": "r2", "ssd": "false"})]
+    placement = P.Fleet(hosts).place(req(labels={"rack": "r2", "ssd": "true"}), explain=True)
+    assert placement.host == "b"
+    assert placement.rejected == {
+        "a": ["label rack is r1, not r2 (kvmfleet_host_labels)", "label ssd=true missing (kvmfleet_host_labels)"],
+        "c": ["label ssd is false, not true (kvmfleet_host_labels)"],
+    }
+
+
+@pytest.mark.parametrize("use_index", [True, False])
+def test_labels_reject_every_host_without_them(use_index):
+    fleet = P.Fleet([host("a"), host("b", labels={"rack": "r1"})], use_index=use_index)
+    with pytest.raises(PlacementError) as err:
+        fleet.place(req(labels={"rack": "r9"}))
+    assert err.value.details["rejected"] == {"a": ["label rack=r9 missing (kvmfleet_host_labels)"],
+                                             "b": ["label rack is r1, not r9 (kvmfleet_host_labels)"]}
+    assert fleet.place(req(labels={"rack": "r1"})).host == "b"
+    assert fleet.place(req(labels={})).host == "a"           # no labels asked: no constraint
+
+
+def test_labels_come_from_the_inventory():
+    facts = {"cpus": 8, "memory_mb": 16896, "storage": {"total_gb": 100}, "virt_types": ["kvm"]}
+    h = P.Host.from_facts("n1", facts, {"kvmfleet_host_labels": {"zone": "east"}})
+    assert h.labels == {"zone": "east"}
+    assert P.Host.from_facts("n2", facts, {}).labels == {}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: P.Host("h", labels=["rack"]), "kvmfleet_host_labels of h must be a dict of label names to strings"),
+    (lambda: P.Host("h", labels={"rack": 1}), "kvmfleet_host_labels of h: label rack must be a string, got 1"),
+    (lambda: P.Host("h", labels={1: "x"}), "label names must be non-empty strings, got 1"),
+    (lambda: req(labels="rack=r1"), "labels of vm must be a dict of label names to strings"),
+    (lambda: req(labels={"rack": None}), "labels of vm: label rack must be a string, got None"),
+])
+def test_labels_validation(make, message):
+    with pytest.raises(ValidationError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_index_equals_exhaustive_with_labels(seed):
+    rng = random.Random(seed)
+    shapes = [(8, 32768, 500), (16, 65536, 1000)]
+    values = {"rack": ["r1", "r2", "r3"], "ssd": ["true", "false"], "zone": ["east"]}
+
+    def labelled(hosts):
+        pick = random.Random(seed + 100)
+        for h in hosts:
+            h.labels = {k: pick.choice(v) for k, v in values.items() if pick.random() < 0.6}
+            h.label_pairs = frozenset(h.labels.items())
+        return hosts
+
+    hosts_a = labelled(random_hosts(random.Random(seed), 120, shapes))
+    hosts_b = labelled(random_hosts(random.Random(seed), 120, shapes))
+    indexed = P.Fleet(hosts_a, rebuild_every=rng.choice([5, 50, 1000]))
+    exhaustive = P.Fleet(hosts_b, use_index=False)
+    names = [h.name for h in hosts_a]
+    requests = []
+    for n in range(200):
+        request = random_request(rng, n, names)
+        if rng.random() < 0.7:
+            request.labels = {k: rng.choice(v) for k, v in values.items() if rng.random() < 0.5} or None
+        requests.append(request)
+    compared, rejected = compare_index_with_exhaustive(indexed, exhaustive, requests)
+    assert compared > 25 and rejected > 0
