@@ -5,8 +5,9 @@
 completed-job statistics -> result, and what to do given where the VM is.
 
 Flags and parameters are named by the suffix of libvirt's constant (``"LIVE"`` for
-``VIR_MIGRATE_LIVE``, ``"BANDWIDTH"`` for ``VIR_MIGRATE_PARAM_BANDWIDTH``); ``virt.py``
-turns the names into libvirt's values. This file imports neither Ansible nor libvirt.
+``VIR_MIGRATE_LIVE``, ``"BANDWIDTH"`` for ``VIR_MIGRATE_PARAM_BANDWIDTH``); libvirt/migration.py
+(``migration_flags``, ``migration_params``) turns the names into libvirt's values, and
+ops/migrate.py runs the migration. This file imports neither Ansible nor libvirt.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -288,7 +289,7 @@ def thin_samples(samples, every=1.0):
 def decide(source_state, destination_state):
     """What to do given the VM's state on each side (a state name, or None when not defined).
 
-    States as in virt.state_name(): running, paused, shutoff, crashed, pmsuspended, other.
+    States as in facts.state_name(): running, paused, shutoff, crashed, pmsuspended, other.
     """
     active = ("running", "paused", "pmsuspended")
     if source_state in active:

@@ -6,9 +6,9 @@
 ``target_sizes`` turns a request (explicit ``vcpus``/``memory_mb``, or ``resource`` +
 ``direction`` [+ ``step``]) into the new size; ``check_maxima`` refuses sizes above the
 domain's hotplug maxima (or, with ``allow_restart``, says which maxima to raise);
-``plan_scale`` lists the libvirt steps from the current sizes to the new ones. The module
-gathers the current sizes through virt.py and runs the steps. Imports neither Ansible nor
-libvirt. See docs/scaling.md.
+``plan_scale`` lists the libvirt steps from the current sizes to the new ones. ops/scale.py
+gathers the current sizes through libvirt/resize.py and runs the steps. Imports neither Ansible
+nor libvirt. See docs/scaling.md.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the vm module must do to bring a VM to the requested state: pure decisions.
 
-ops/vm.py gathers the current state through virt.py, asks ``plan_vm`` for the steps and runs
+ops/vm.py gathers the current state through the libvirt layer, asks ``plan_vm`` for the steps and runs
 them; check mode stops after planning. Imports neither Ansible nor libvirt.
 """
 

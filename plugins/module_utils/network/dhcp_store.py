@@ -12,8 +12,8 @@ same directory without being read as reservations, and a rename onto the final n
 inotify event with the complete content.
 
 Allocation is read, choose, write under an exclusive ``flock`` on the lock file, so concurrent
-callers (two create_vm runs) never choose the same address. Choosing and parsing are
-``ipam``'s; this file only reads and writes.
+callers (two create_vm runs) never choose the same address. Choosing is ``ipam``'s, the
+line and lease formats are ``dnsmasq``'s; this file only reads and writes.
 
 OS-level only: imports neither Ansible nor libvirt.
 """
@@ -34,7 +34,7 @@ from typing import Optional, Tuple
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
 
-try:  # ipam and macaddr need netaddr; modules report it with missing_required_lib
+try:  # ipam and macaddr (and dnsmasq through them) need netaddr; modules report it with missing_required_lib
     from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import (
         parse_dhcp_hosts,
         parse_leases,
@@ -251,7 +251,7 @@ class HostsDir:
 
 
 def read_leases(path, now=None):
-    """dnsmasq's leases (``ipam.Lease``) from ``path``; [] when the file does not exist yet."""
+    """dnsmasq's leases (``dnsmasq.Lease``) from ``path``; [] when the file does not exist yet."""
     text = HostsDir.read_text(path)
     return parse_leases(text or "", now=now)
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmfleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""IPv4 address choice for VMs, and the dnsmasq files that hold the choices.
+"""IPv4 address choice for VMs.
 
 ``choose_ip`` picks the address a VM's DHCP reservation will hold. Candidates are walked in a
 deterministic order (lowest first by default; ``order='hashed'`` starts at a point derived from
