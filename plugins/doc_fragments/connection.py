@@ -19,10 +19,14 @@ options:
     default: qemu:///system
   timeout:
     description:
-      - Seconds any single libvirt call may take before it is abandoned.
+      - Seconds a libvirt read may take before it is abandoned.
       - libvirt calls can block indefinitely on a dead remote or a hung qemu; past this
         deadline the call raises a timeout instead of hanging the run.
-      - Use V(0) to wait without limit.
+      - Calls that change a domain or a volume (define, start, power off, undefine, vCPU and
+        memory changes, volume create and delete) get at least 120 seconds, since qemu may
+        legitimately take that long; a live migration is watched by its own O(migration_timeout)
+        where the module has one.
+      - Use V(0) to wait without limit for reads.
     type: float
     default: 10.0
 requirements:
