@@ -24,8 +24,7 @@ options:
         deadline the call raises a timeout instead of hanging the run.
       - Calls that change a domain or a volume (define, start, power off, undefine, vCPU and
         memory changes, volume create and delete) get at least 120 seconds, since qemu may
-        legitimately take that long; a live migration is watched by its own migration timeout
-        where the module has one.
+        legitimately take that long. vm_migrate watches a migration by its own timeout.
       - Use V(0) to wait without limit for reads.
     type: float
     default: 10.0
