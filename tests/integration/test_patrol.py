@@ -257,7 +257,11 @@ def test_7b_consolidate_empties_the_light_node_and_its_guest_keeps_answering(pat
         assert [(d["vm"], d["from"], d["action_taken"]) for d in data["done"]] == [("idle1", "node3", "migrated")], data
         placed = nodes.where("idle1")
         assert list(placed.values()) == ["running"] and list(placed)[0] in busy_nodes, placed
-        assert ping["sent"] > 40 and ping["lost"] <= 5, ping
+        # live: answers throughout but for the switch-over (a restarted guest would be silent for
+        # its boot and DHCP, 15 s and more); on this shared machine the switch-over of an idle
+        # TCG guest took 342 ms once, 7 pings
+        assert ping["sent"] > 40 and ping["lost"] <= max(5, ping["sent"] // 10), ping
+        assert ping["longest_gap_ms"] <= 2000, ping
 
         run, data = patrol(lab, *(lifted + low), state_dir=state, name="consolidate-again")
         assert run.rc == 0, run
