@@ -231,7 +231,8 @@ INPUTS = {
                                                       "-e name=NAME -e image_src=/path/to/disk.qcow2"),)),
     "fleet_status": dict(vars=dict(sample_seconds=number(0, 60), report_file=text), host_vars=_SAMPLE),
     "setup_node": dict(vars=dict(target=text, setup_nfs=boolean, setup_ganglia=boolean)),
-    "graphs": dict(vars=dict(ganglia_graphs_fetch_dir=text)),
+    "graphs": dict(vars=dict(ganglia_graphs_fetch_dir=text, ganglia_graphs_width=integer(100, 4000),
+                             ganglia_graphs_height=integer(50, 2000))),
 }
 
 

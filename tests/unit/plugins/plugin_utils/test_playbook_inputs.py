@@ -57,6 +57,7 @@ def refused(playbook, given, host_given=None):
      "kvmfleet_image_max_virtual_gb='0': must be >= 1"),
     ("fleet_status", dict(sample_seconds="61"), "sample_seconds='61': must be >= 0 and <= 60"),
     ("setup_node", dict(setup_ganglia="2"), "setup_ganglia='2': must be true or false"),
+    ("graphs", dict(ganglia_graphs_width="10"), "ganglia_graphs_width='10': must be >= 100"),
 ])
 def test_a_bad_value_is_refused_with_its_rule(playbook, given, message):
     assert refused(playbook, given).startswith(message)
