@@ -12,11 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import parse_xml
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.policy import XmlPolicy, sanitize_domain_xml
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import plain
 
 try:
@@ -31,6 +30,7 @@ _NOT_CARRIED_DEVICES = ("interface", "serial", "channel", "memballoon")
 _NOT_CARRIED_TOP = ("on_poweroff", "on_reboot", "on_crash")
 
 
+@filter_errors
 def domain_policy(xml, pool_dir="/srv/kvmfleet/images", bridge="br0", console_dir=None):
     """lookup('file', 'domain.xml') | kvmfleet.iaas.domain_policy(pool_dir=..., bridge=...) -> dict
 
@@ -39,12 +39,9 @@ def domain_policy(xml, pool_dir="/srv/kvmfleet/images", bridge="br0", console_di
     policy's message when the XML is refused.
     """
     if etree is None:
-        raise AnsibleFilterError("kvmfleet.iaas.domain_policy needs lxml on the controller")
-    try:
-        return _request_fields(plain(xml), XmlPolicy(pool_dir=str(pool_dir), bridges=(str(bridge),),
-                                                     console_dir=console_dir, path_exists=_host_checks))
-    except KvmfleetError as err:
-        raise AnsibleFilterError(str(err))
+        raise KvmfleetError("kvmfleet.iaas.domain_policy needs lxml on the controller")
+    return _request_fields(plain(xml), XmlPolicy(pool_dir=str(pool_dir), bridges=(str(bridge),),
+                                                 console_dir=console_dir, path_exists=_host_checks))
 
 
 def _host_checks(_path):

@@ -8,33 +8,21 @@ __metaclass__ = type
 
 # Documentation of each filter is in its sidecar file: migration_uri.yml, peer_names.yml.
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import transport
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import host_vars
 
 
-def _host_vars(host, hostvars):
-    try:
-        return hostvars[host]
-    except KeyError:
-        raise AnsibleFilterError("%s is not in the inventory" % host)
-
-
+@filter_errors
 def migration_uri(host, hostvars):
     """'node2' | kvmfleet.iaas.migration_uri(hostvars) -> 'qemu+ssh://root@10.0.0.12/system'"""
-    try:
-        return transport.migration_uri(host, _host_vars(host, hostvars))
-    except KvmfleetError as err:
-        raise AnsibleFilterError(str(err))
+    return transport.migration_uri(host, host_vars(hostvars, host))
 
 
+@filter_errors
 def peer_names(host, hostvars):
     """'node2' | kvmfleet.iaas.peer_names(hostvars) -> [['node2', 'node2'], ['node2', '10.0.0.12']]"""
-    try:
-        return [list(pair) for pair in transport.peer_names(host, _host_vars(host, hostvars))]
-    except KvmfleetError as err:
-        raise AnsibleFilterError(str(err))
+    return [list(pair) for pair in transport.peer_names(host, host_vars(hostvars, host))]
 
 
 class FilterModule(object):

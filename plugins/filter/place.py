@@ -173,9 +173,8 @@ RETURN = r"""
         type: str
 """
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import FACTS_VAR, plain, host_vars
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
     INVENTORY_DEFAULTS,
@@ -192,10 +191,11 @@ def _domain(facts, name):
     return None
 
 
+@filter_errors
 def place(hostvars, request, hosts=None):
     """hostvars | kvmfleet.iaas.place(request, hosts=groups['hypervisors']) -> decision dict"""
     if not isinstance(request, dict) and not hasattr(request, "keys"):
-        raise AnsibleFilterError("place: request must be a dict, got %s" % type(request).__name__)
+        raise ValidationError("place: request must be a dict, got %s" % type(request).__name__)
     request = plain(request)
     if hosts is None:
         hosts = [h for h in hostvars.keys() if host_vars(hostvars, h).get(FACTS_VAR)]
@@ -209,10 +209,7 @@ def place(hostvars, request, hosts=None):
         facts = plain(facts) if facts else None
         facts_by_host[name] = facts
         inventory = {key: plain(variables.get(key)) for key in INVENTORY_DEFAULTS}
-        try:
-            model.append(Host.from_facts(name, facts, inventory))
-        except KvmfleetError as err:
-            raise AnsibleFilterError("place: %s" % err)
+        model.append(Host.from_facts(name, facts, inventory))
     current = request.get("current_host")
     if current:
         # An existing VM: its size (and, for a migration, its measured load) from its facts.
@@ -225,11 +222,8 @@ def place(hostvars, request, hosts=None):
                     request[key] = value
             if request.get("migrate") and request.get("cpu_percent") is None and dom.get("cpu_percent") is not None:
                 request["cpu_percent"] = dom["cpu_percent"]
-    try:
-        fleet = Fleet(model, use_index=False)
-        return fleet.place(Request.from_dict(request), explain=True).to_dict()
-    except KvmfleetError as err:
-        raise AnsibleFilterError("place: %s" % err)
+    fleet = Fleet(model, use_index=False)
+    return fleet.place(Request.from_dict(request), explain=True).to_dict()
 
 
 class FilterModule(object):

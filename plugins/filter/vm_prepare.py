@@ -6,20 +6,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.fleetview import prepare_vm
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import facts_by_host, plain
 
 
+@filter_errors
 def vm_prepare(hostvars, request, hosts, image_dir=None, network=None, ignore_unreachable=False):
     """hostvars | kvmfleet.iaas.vm_prepare(request, groups['hypervisors'], ...) -> dict"""
-    try:
-        return prepare_vm(facts_by_host(hostvars, hosts), plain(request), image_dir=image_dir,
-                          network=network, ignore_unreachable=bool(ignore_unreachable))
-    except KvmfleetError as err:
-        raise AnsibleFilterError(str(err))
+    return prepare_vm(facts_by_host(hostvars, hosts), plain(request), image_dir=image_dir,
+                      network=network, ignore_unreachable=bool(ignore_unreachable))
 
 
 class FilterModule(object):

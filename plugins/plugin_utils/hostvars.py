@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmfleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller-side helpers shared by the filter plugins: reading facts out of hostvars."""
+"""Controller-side helpers shared by the filter plugins: reading facts and variables out of hostvars."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 
 FACTS_VAR = "kvmfleet_hypervisor"
 
@@ -27,15 +27,33 @@ def host_vars(hostvars, host):
     try:
         return hostvars[host]
     except KeyError:
-        raise AnsibleFilterError("%s is not in the inventory" % host)
+        raise ValidationError("%s is not in the inventory" % host, host=str(host))
+
+
+def candidate_hosts(hostvars, hosts=None):
+    """Sorted host names: ``hosts`` (a name or a list), or every host of hostvars with facts."""
+    if hosts is None:
+        hosts = [h for h in hostvars.keys() if host_vars(hostvars, h).get(FACTS_VAR)]
+    elif isinstance(hosts, str):
+        hosts = [hosts]
+    return sorted(set(str(h) for h in hosts))
 
 
 def facts_by_host(hostvars, hosts):
     """{host: kvmfleet_hypervisor facts as plain data, or None where none were gathered}."""
-    if isinstance(hosts, str):
-        hosts = [hosts]
-    result = {}
-    for name in sorted(set(str(h) for h in hosts)):
-        facts = host_vars(hostvars, name).get(FACTS_VAR)
-        result[name] = plain(facts) if facts else None
-    return result
+    return {name: _facts(host_vars(hostvars, name)) for name in candidate_hosts(hostvars, hosts)}
+
+
+def fleet_vars(hostvars, hosts, variables):
+    """({host: facts or None}, {host: {variable: plain value}}) for ``hosts`` (see candidate_hosts)."""
+    facts, inventory = {}, {}
+    for name in candidate_hosts(hostvars, hosts):
+        found = host_vars(hostvars, name)
+        facts[name] = _facts(found)
+        inventory[name] = {key: plain(found.get(key)) for key in variables}
+    return facts, inventory
+
+
+def _facts(variables):
+    facts = variables.get(FACTS_VAR)
+    return plain(facts) if facts else None
