@@ -32,6 +32,8 @@ CASES = [
     ("evacuate_host", dict(host="hvdead", parallel=0), "parallel='0': must be >= 1"),
     ("scale_vm", dict(vm="web1", memory_mb=-128), "memory_mb='-128': must be >= the site minimum (64 MiB)"),
     ("patrol", dict(mode="tidy"), "mode must be one of balance, consolidate, got 'tidy'"),
+    ("patrol", dict(kvmfleet_patrol_cpu_threshold=150),
+     "kvmfleet_patrol_cpu_threshold=150.0 (host hvdead) is out of range: must be a percentage with 0 < value <= 100"),
     ("patrol", dict(kvmfleet_patrol_sample_seconds=600),
      "kvmfleet_patrol_sample_seconds='600': must be >= 0 and <= 60 (on hvdead)"),
     ("submit_vm", dict(name="web1", image_src="/etc/hostname", vcpus=0), "vcpus='0': must be >= 1"),
