@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """kvmfleet.iaas.domain_policy: a customer's domain XML -> the request fields create_vm.yml takes.
 
-The XML goes through ``xml_policy.sanitize_domain_xml`` (hardened parser, allow list); only its
+The XML goes through ``xml.policy.sanitize_domain_xml`` (hardened parser, allow list); only its
 sizes (and a direct kernel boot from the pool) are carried over, everything else create_vm.yml
 makes itself. See docs/submit.md.
 """

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # Documentation of each filter is in its sidecar file: rebalance.yml, patrol_record.yml,
-# patrol_loads.yml. The logic is plugins/module_utils/rebalance.py; docs/patrol.md explains it.
+# patrol_loads.yml. The logic is the package plugins/module_utils/rebalance/; docs/patrol.md explains it.
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import rebalance as R
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import INVENTORY_DEFAULTS
