@@ -80,7 +80,7 @@ def where(lab):
 
 def threshold(lab, share):
     """share x node1's measured CPU with the three burners (a dry run's report)."""
-    run, data = patrol(lab, "-e", "apply=false", "-e", "kvmfleet_patrol_cpu_threshold=1000", name="measure")
+    run, data = patrol(lab, "-e", "apply=false", "-e", "kvmfleet_patrol_cpu_threshold=100", name="measure")
     assert run.rc == 0, run
     load = data["before"]["node1"]["cpu_percent"]
     assert load > 5, "the burners hardly run (%s %%): the machine is too busy for this test" % load
@@ -233,7 +233,7 @@ def test_7b_consolidate_empties_the_light_node_and_its_guest_keeps_answering(pat
     lab = patrol_lab
     nodes = bench.LabNodes(lab.inventory)
     state = lab.reports / "consolidate"
-    lifted = ("-e", "mode=consolidate", "-e", "kvmfleet_patrol_cpu_threshold=1000", "-e", "kvmfleet_cpu_threshold=1000",
+    lifted = ("-e", "mode=consolidate", "-e", "kvmfleet_patrol_cpu_threshold=100", "-e", "kvmfleet_cpu_threshold=100",
               "-e", "kvmfleet_patrol_low_memory_threshold=100", "-e", "kvmfleet_patrol_cooldown_seconds=0")
     busy_nodes = sorted({h for h, _s in where(lab).values()})
     assert "node3" not in busy_nodes, where(lab)
