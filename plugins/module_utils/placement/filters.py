@@ -416,6 +416,11 @@ class LiveUtilization(HostFilter):
         # Demand.cpu_projection and memory_projection, with the request's figures bound in.
         dv, dm = demand.vcpus, demand.memory_mb
         cpu_load, measured, mem_load = demand.cpu_load, demand.measured, 100.0 * dm
+        if dv > 0 and dm > 0:
+            # Both resources grow (the common case): one pass over the leaf.
+            if measured:
+                return lambda hosts: [h for h in hosts if not (cpu_load / h.cpus > h.head_cpu or mem_load / h.memory_mb > h.head_mem)]
+            return lambda hosts: [h for h in hosts if not (cpu_load / h.cap_cpu > h.head_cpu or mem_load / h.memory_mb > h.head_mem)]
         if dv > 0:
             def hosts_cpu(hosts):
                 if measured:

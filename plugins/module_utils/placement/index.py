@@ -70,14 +70,6 @@ def _union(values):
     return functools.reduce(operator.or_, values)
 
 
-def _x(h):
-    return (h.f_cpu - h.f_mem) * INV_SQRT2
-
-
-def _y(h):
-    return (h.f_cpu + h.f_mem - 2.0 * h.f_disk) * INV_SQRT6
-
-
 class _Index:
     """The tree, its node stats and the search (see the module docstring)."""
 
@@ -169,8 +161,9 @@ class _Index:
         f_mem = [h.f_mem for h in hosts]
         f_disk = [h.f_disk for h in hosts]
         sums = [h.f_cpu + h.f_mem + h.f_disk for h in hosts]
-        xs = [_x(h) for h in hosts]
-        ys = [_y(h) for h in hosts]
+        # x and y of the imbalance plane, inline: leaf stats are recomputed on every placement.
+        xs = [(h.f_cpu - h.f_mem) * INV_SQRT2 for h in hosts]
+        ys = [(h.f_cpu + h.f_mem - 2.0 * h.f_disk) * INV_SQRT6 for h in hosts]
         point = all(h.f_cpu == first.f_cpu and h.f_mem == first.f_mem and h.f_disk == first.f_disk
                     for h in hosts)
         st = [
@@ -257,6 +250,9 @@ class _Index:
 
         # A filter without a node test is asked of every host: then no node is proven.
         can_prove = len(node_tests) == len(checks)
+        pair = len(node_tests) == 2
+        first_test, second_test = node_tests if pair else (None, None)
+        leaf_test = leaf_tests[0] if len(leaf_tests) == 1 else None
 
         best_score = -math.inf
         best_rank = math.inf
@@ -277,17 +273,27 @@ class _Index:
             if proven is None:
                 # The filters' verdict: drop the node when one says no host below passes; below
                 # a node where every one says all pass, nothing is tested again.
-                proven = can_prove
-                for test in node_tests:
-                    answer = test(st)
-                    if answer != ALL_PASS:
-                        proven = False
-                        if answer == NONE_PASS:
-                            break
+                if pair:
+                    # Two node tests (capacity and live utilization, the usual request): unrolled.
+                    answer = first_test(st)
+                    if answer == NONE_PASS:
+                        continue
+                    second = second_test(st)
+                    if second == NONE_PASS:
+                        continue
+                    proven = can_prove and answer == ALL_PASS and second == ALL_PASS
                 else:
-                    answer = MAY_PASS
-                if answer == NONE_PASS:
-                    continue
+                    proven = can_prove
+                    for test in node_tests:
+                        answer = test(st)
+                        if answer != ALL_PASS:
+                            proven = False
+                            if answer == NONE_PASS:
+                                break
+                    else:
+                        answer = MAY_PASS
+                    if answer == NONE_PASS:
+                        continue
             hosts = members[node]
             if hosts is None:
                 for child in children[node]:
@@ -301,8 +307,11 @@ class _Index:
             if excluded_ranks:
                 hosts = [host for host in hosts if host.rank not in excluded_ranks]
             if not proven:
-                for test in leaf_tests:
-                    hosts = test(hosts)
+                if leaf_test is not None:
+                    hosts = leaf_test(hosts)
+                else:
+                    for test in leaf_tests:
+                        hosts = test(hosts)
             for host in hosts:
                 score = score_of(host.f_cpu + d0, host.f_mem + d1, host.f_disk + d2)
                 if score > best_score or (score == best_score and host.rank < best_rank):
