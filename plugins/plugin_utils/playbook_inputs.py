@@ -21,6 +21,7 @@ import re
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, scaling
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
     REQUEST_FIELDS,
     Limits,
@@ -105,8 +106,13 @@ def vm_name(name, value):
     return check_name(value, field=name)
 
 
+def live_threshold(name, value):
+    return threshold(value, name)
+
+
 boolean.doc, text.doc, absolute_path.doc, file_name.doc, vm_name.doc, as_given.doc = (
     "true | false", "text", "absolute path", "file name", "VM name (RFC 1123 label)", "see the request")
+live_threshold.doc = "percentage, 0 < value <= 100, or off"
 
 # ---------------------------------------------------------------- whole requests
 
@@ -182,6 +188,11 @@ def required(*names, **hint):
 
 _COMMON = dict(ignore_unreachable=boolean, report_file=text)
 _SAMPLE = dict(kvmfleet_sample_seconds=number(0, 60), kvmfleet_image_dir=absolute_path)
+
+
+# Placement's live-utilization thresholds, per hypervisor (placement checks them again).
+_THRESHOLDS = dict(kvmfleet_cpu_threshold=live_threshold, kvmfleet_memory_threshold=live_threshold)
+_PLACED = dict(_SAMPLE, **_THRESHOLDS)
 _VM_FIELDS = dict(
     name=vm_name, vcpus=integer(1, _LIMITS.vcpus_ceiling), vcpus_max=integer(1, _LIMITS.vcpus_ceiling),
     memory_mb=integer(_LIMITS.memory_min_mb, _LIMITS.memory_ceiling_mb),
@@ -196,37 +207,39 @@ INPUTS = {
     "create_vm": dict(
         vars=dict(_CREATE, image=text, kernel=text, initrd=text, cmdline=text, ip=text, ip_range=text, group=text,
                   **_COMMON),
-        hosts=dict(host=hypervisor), host_vars=_SAMPLE,
+        hosts=dict(host=hypervisor), host_vars=_PLACED,
         reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network"),
         requests=(vm_request,)),
     "delete_vm": dict(vars=dict(name=text, **_COMMON),
                       requests=(required("name", usage="give the VM to delete: -e name=NAME"),)),
     "migrate_vm": dict(vars=dict(vm=text, policy=_PLACEMENT["policy"], migrate_options=dict),
-                       hosts=dict(target=hypervisor), host_vars=_SAMPLE,
+                       hosts=dict(target=hypervisor), host_vars=_PLACED,
                        requests=(required("vm", usage="say which VM: -e vm=NAME [-e target=HOST]"), migrate_options)),
     "evacuate_host": dict(vars=dict(parallel=integer(1, 100), maintenance=boolean, maintenance_reason=text,
                                     policy=_PLACEMENT["policy"], migrate_options=dict),
-                          hosts=dict(host=hypervisor), host_vars=_SAMPLE,
+                          hosts=dict(host=hypervisor), host_vars=_PLACED,
                           requests=(required("host", usage="say which host: -e host=NODE [-e parallel=N] "
                                                            "[-e maintenance=false]"), migrate_options)),
     "scale_vm": dict(vars=dict(vm=text, vcpus=as_given, memory_mb=as_given, resource=as_given, direction=as_given,
                                step=as_given, allow_restart=boolean,
                                stop_timeout=number(0, 3600, low_included=False), wait=number(0, 3600),
                                report_file=text),
-                     host_vars=_SAMPLE,
+                     host_vars=_PLACED,
                      requests=(required("vm", "vcpus|memory_mb|resource|direction", usage=_SCALE_USAGE),
                                scale_request)),
     "patrol": dict(vars=dict(apply=boolean, parallel=integer(1, 100), kvmfleet_patrol_parallel=integer(1, 100),
                              kvmfleet_patrol_state_dir=text, migrate_options=dict, report_file=text),
                    host_vars=dict(kvmfleet_patrol_sample_seconds=number(0, 60),
                                   kvmfleet_patrol_migration_timeout=number(0, 86400, low_included=False),
-                                  kvmfleet_image_dir=absolute_path),
+                                  kvmfleet_image_dir=absolute_path,
+                                  kvmfleet_patrol_cpu_threshold=live_threshold, kvmfleet_patrol_memory_threshold=live_threshold,
+                                  **_THRESHOLDS),
                    requests=(migrate_options,)),
     "submit_vm": dict(
         # image_src, domain_xml and image_checksum: the playbook's own checks (paths on the controller)
         vars=dict(_CREATE, **dict(_VM_FIELDS, image_src=text, domain_xml=text, image_name=file_name, image_format=choice("auto", "qcow2", "raw"),
                   kvmfleet_image_max_virtual_gb=integer(1, _LIMITS.disk_ceiling_gb), **_COMMON)),
-        hosts=dict(host=hypervisor), host_vars=_SAMPLE,
+        hosts=dict(host=hypervisor), host_vars=_PLACED,
         requests=(required("name", "image_src", usage="give the VM's name and the disk image on this controller: "
                                                       "-e name=NAME -e image_src=/path/to/disk.qcow2"),)),
     "fleet_status": dict(vars=dict(sample_seconds=number(0, 60), report_file=text), host_vars=_SAMPLE),

@@ -28,7 +28,7 @@ all:
   vars:
     kvmfleet_migration_unsafe_reason: >-
       {reason}
-    kvmfleet_cpu_threshold: 100
+    kvmfleet_cpu_threshold: "off"
 """
 
 

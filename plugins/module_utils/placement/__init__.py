@@ -35,11 +35,14 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model impo
     INVENTORY_DEFAULTS,
     NO_FACTS,
     POLICIES,
+    THRESHOLD_OFF,
     Demand,
     Domain,
     Host,
     Request,
     check_labels,
+    shown_threshold,
+    threshold,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.strategies import (
     STRATEGIES,
@@ -52,7 +55,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.strategies
 
 __all__ = [
     "CPU_SOURCES", "DEFAULT_POLICY", "DEFAULT_STRATEGY", "FILTERS", "INVENTORY_DEFAULTS", "NO_FACTS", "POLICIES",
-    "STRATEGIES", "STRATEGY_CLASSES", "Demand", "Domain", "Fleet", "Host", "HostFilter", "Placement", "Request",
+    "STRATEGIES", "STRATEGY_CLASSES", "THRESHOLD_OFF", "Demand", "Domain", "Fleet", "Host", "HostFilter", "Placement", "Request",
     "RequestRule", "Strategy", "check_labels", "fleet_from_facts", "place", "place_batch", "score_balanced",
-    "score_pack", "score_spread",
+    "score_pack", "score_spread", "shown_threshold", "threshold",
 ]

@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.strategies import STRATEGIES
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent
@@ -39,6 +41,37 @@ INVENTORY_DEFAULTS = {
 CPU_SOURCES = ("host", "vms")
 
 NO_FACTS = "no facts gathered"
+
+# A threshold of ``off`` (or false) turns a host's live-utilization check off for that resource:
+# nothing is refused for its live load, and the patrol never counts it hot. Kept as infinity so
+# every comparison and the index's bounds stay plain arithmetic.
+THRESHOLD_OFF = math.inf
+_OFF_WORDS = ("off", "false", "no")
+
+
+def threshold(value, what, host=None, default=None):
+    """A threshold variable as a percentage in (0, 100], ``THRESHOLD_OFF`` for off/false, or
+    ``default`` when unset; anything else is a ValidationError naming the variable (and host)."""
+    if value is None:
+        return default
+    if (value is False or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS)
+            or (isinstance(value, float) and value == THRESHOLD_OFF)):
+        return THRESHOLD_OFF
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not 0.0 < number <= 100.0:
+        raise ValidationError("%s%s must be a percentage with 0 < value <= 100, or off; got %r"
+                              % (what, "" if host is None else " of %s" % host, value), option=what, value=value)
+    return number
+
+
+def shown_threshold(value):
+    """A threshold for reports: the percentage, or None when it is off (JSON has no infinity)."""
+    return None if value == THRESHOLD_OFF else value
 
 
 def _number(value, what, host, default=None, integer=False):
@@ -176,8 +209,10 @@ class Host:
             disk_allocation_ratio=_number(var("kvmfleet_disk_allocation_ratio"), "kvmfleet_disk_allocation_ratio", name),
             reserved_host_memory_mb=_number(var("kvmfleet_reserved_host_memory_mb"),
                                             "kvmfleet_reserved_host_memory_mb", name, integer=True),
-            cpu_threshold=_number(var("kvmfleet_cpu_threshold"), "kvmfleet_cpu_threshold", name),
-            memory_threshold=_number(var("kvmfleet_memory_threshold"), "kvmfleet_memory_threshold", name),
+            cpu_threshold=threshold(inventory.get("kvmfleet_cpu_threshold"), "kvmfleet_cpu_threshold", name,
+                                    INVENTORY_DEFAULTS["kvmfleet_cpu_threshold"]),
+            memory_threshold=threshold(inventory.get("kvmfleet_memory_threshold"), "kvmfleet_memory_threshold", name,
+                                       INVENTORY_DEFAULTS["kvmfleet_memory_threshold"]),
             labels=var("kvmfleet_host_labels"),
         )
         if not facts:

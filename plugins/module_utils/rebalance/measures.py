@@ -10,12 +10,8 @@ __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import INVENTORY_DEFAULTS, Host
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.options import (
-    THRESHOLD_RANGE,
-    checked,
-    flag,
-    number,
-)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import threshold
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.options import flag, number
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent
 
 CPU_SOURCES = ("host", "vms")
@@ -62,16 +58,11 @@ class HostView:
 
 
 def _threshold(name, inventory, patrol_key, placement_key):
-    """The patrol's threshold of a host, else placement's, else placement's default; a given value
-    that is not a percentage in (0, 100] is refused, naming the variable."""
+    """The patrol's threshold of a host, else placement's, else placement's default: a percentage
+    in (0, 100], or off (THRESHOLD_OFF: never hot), checked as placement checks it."""
     for key in (patrol_key, placement_key):
-        given = inventory.get(key)
-        if given is None:
-            continue
-        value = number(given)
-        if value is None:
-            raise ValidationError("%s of %s must be a number, got %r" % (key, name, given), option=key, value=given)
-        return checked(key, value, THRESHOLD_RANGE, "a percentage", " (host %s)" % name)
+        if inventory.get(key) is not None:
+            return threshold(inventory[key], key, name, None)
     return INVENTORY_DEFAULTS[placement_key]
 
 

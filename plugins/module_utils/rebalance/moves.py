@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import math
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     Conflict,
@@ -22,6 +23,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     ValidationError,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet, Request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import THRESHOLD_OFF
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.measures import (
     migration_cost,
     rounded,
@@ -69,8 +71,10 @@ class MovePlan:
     def severity(self, name):
         host = self.fleet.by_name[name]
         view = self.views[name]
-        return max((host.cpu_percent - view.cpu_threshold) / max(view.cpu_threshold, 1.0),
-                   (host.memory_percent - view.memory_threshold) / max(view.memory_threshold, 1.0))
+        overs = [(now - limit) / max(limit, 1.0)
+                 for now, limit in ((host.cpu_percent, view.cpu_threshold), (host.memory_percent, view.memory_threshold))
+                 if limit != THRESHOLD_OFF]   # an off threshold never makes a host hot (and inf / inf is nan)
+        return max(overs) if overs else -math.inf
 
     def moves_left(self):
         return self.opts["max_moves"] - sum(1 for a in self.actions if a["action"] == "migrate")

@@ -60,8 +60,6 @@ NUMBER_RANGES = {
     "migration_bandwidth_mib_s": (0.0, False, 1e6, True),
     "target_margin": (0.0, True, 100.0, False),
 }
-# A host's thresholds (inventory), checked by measures.host_view.
-THRESHOLD_RANGE = _PERCENT
 
 
 def number(value, default=None):

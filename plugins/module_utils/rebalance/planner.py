@@ -22,6 +22,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     ValidationError,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet, Request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import shown_threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.cover import min_cover
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.history import (
     append_observation,
@@ -64,7 +65,8 @@ def judge_hosts(history, views, now, opts, notes):
         hot_cpu = streak_cpu >= k
         hot_mem = streak_mem >= k
         hosts_out[name] = {"reachable": True, "cpu_percent": rounded(view.cpu), "memory_percent": rounded(view.memory),
-                           "cpu_threshold": view.cpu_threshold, "memory_threshold": view.memory_threshold,
+                           "cpu_threshold": shown_threshold(view.cpu_threshold),
+                           "memory_threshold": shown_threshold(view.memory_threshold),
                            "cpu_source": view.cpu_source, "over_cpu": streak_cpu, "over_memory": streak_mem,
                            "hot_cpu": hot_cpu, "hot_memory": hot_mem, "hot": hot_cpu or hot_mem,
                            "low": low >= k, "maintenance": view.maintenance}

@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import math
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import shown_threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.measures import host_view, rounded, shown_percent
 
 
@@ -66,7 +67,8 @@ def loads_of(facts_by_host, inventory_by_host=None):
         view = host_view(name, facts_by_host[name], inventory_by_host.get(name) or {})
         if view.reachable:
             loads[name] = {"cpu_percent": rounded(view.cpu), "memory_percent": rounded(view.memory),
-                           "cpu_threshold": view.cpu_threshold, "memory_threshold": view.memory_threshold,
+                           "cpu_threshold": shown_threshold(view.cpu_threshold),
+                           "memory_threshold": shown_threshold(view.memory_threshold),
                            "over": bool((view.cpu or 0) > view.cpu_threshold or (view.memory or 0) > view.memory_threshold)}
     return {"hosts": loads, "spread": spread(loads),
             "over": sorted(n for n, v in loads.items() if v["over"]),

@@ -77,7 +77,7 @@ def test_hosts_default_to_those_with_facts_and_errors_are_filter_errors(hostvars
     with pytest.raises(AnsibleFilterError, match=r"max_moves=-1 is out of range: must be an integer with 0 <= value <= 100000"):
         rebalance(hostvars, max_moves=-1)
     hostvars["node2"]["kvmfleet_patrol_cpu_threshold"] = 150
-    with pytest.raises(AnsibleFilterError, match=r"kvmfleet_patrol_cpu_threshold=150\.0 \(host node2\) is out of range"):
+    with pytest.raises(AnsibleFilterError, match=r"kvmfleet_patrol_cpu_threshold of node2 must be a percentage with 0 < value <= 100, or off; got 150"):
         rebalance(hostvars, hot_observations=1)
     with pytest.raises(AnsibleFilterError, match="kvmfleet_patrol_cpu_threshold"):
         patrol_loads(hostvars, ["node2"])

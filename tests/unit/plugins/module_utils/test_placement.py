@@ -533,3 +533,65 @@ def test_index_equals_exhaustive_with_labels(seed):
         requests.append(request)
     compared, rejected = compare_index_with_exhaustive(indexed, exhaustive, requests)
     assert compared > 25 and rejected > 0
+
+
+# --------------------------------------------------------------------------- live-utilization thresholds
+
+def facts_of(cpu_percent, memory_percent=10.0):
+    return {"reachable": True, "virt_types": ["kvm", "qemu"], "cpus": 8, "memory_mb": 16896,
+            "storage": {"total_gb": 100}, "allocated": {"vcpus": 0, "memory_mb": 0, "disk_gb": 0},
+            "utilization": {"cpu_percent": cpu_percent, "memory_percent": memory_percent}, "domains": []}
+
+
+@pytest.mark.parametrize("variable", ["kvmfleet_cpu_threshold", "kvmfleet_memory_threshold"])
+@pytest.mark.parametrize("value", [150, -5, 0, 100.01, "hot", True, "on", [80]])
+def test_a_placement_threshold_outside_0_100_is_refused_naming_variable_and_host(variable, value):
+    with pytest.raises(ValidationError) as err:
+        P.Host.from_facts("node2", facts_of(10.0), {variable: value})
+    assert str(err.value) == ("%s of node2 must be a percentage with 0 < value <= 100, or off; got %r"
+                              % (variable, value))
+
+
+@pytest.mark.parametrize("value, expected", [(100, 100.0), ("0.5", 0.5), (None, 80.0), ("off", P.THRESHOLD_OFF),
+                                             ("OFF", P.THRESHOLD_OFF), (False, P.THRESHOLD_OFF),
+                                             ("false", P.THRESHOLD_OFF)])
+def test_placement_threshold_values(value, expected):
+    assert P.Host.from_facts("node1", facts_of(10.0), {"kvmfleet_cpu_threshold": value}).cpu_threshold == expected
+
+
+def test_a_threshold_that_is_off_turns_the_live_check_off_for_that_resource_only():
+    busy = {"kvmfleet_cpu_threshold": "off"}
+    hosts = [P.Host.from_facts("busy", facts_of(100.0), busy), P.Host.from_facts("hot", facts_of(99.0))]
+    placed = P.Fleet(hosts).place(req(vcpus=8))
+    assert placed.host == "busy"
+    # allocation still limits a host whose live check is off
+    with pytest.raises(PlacementError, match="vcpus: needs 33, 32 free"):
+        P.Fleet([P.Host.from_facts("busy", facts_of(100.0), busy)]).place(req(vcpus=33))
+    # and memory keeps its own threshold
+    rejected, _msg = rejected_reasons([P.Host.from_facts("busy", facts_of(100.0, 99.0), busy)], req())
+    assert rejected["busy"] == ["memory utilization 99.0% is above the threshold 85%"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_index_equals_exhaustive_with_thresholds_off(seed):
+    shapes = [(8, 32768, 500), (16, 65536, 1000)]
+
+    def some_off(hosts):
+        pick = random.Random(seed + 200)
+        for h in hosts:
+            if pick.random() < 0.3:
+                h.cpu_threshold = P.THRESHOLD_OFF
+            if pick.random() < 0.2:
+                h.memory_threshold = P.THRESHOLD_OFF
+            h.refresh()
+        return hosts
+
+    hosts_a = some_off(random_hosts(random.Random(seed), 100, shapes))
+    hosts_b = some_off(random_hosts(random.Random(seed), 100, shapes))
+    rng = random.Random(seed)
+    indexed = P.Fleet(hosts_a, rebuild_every=rng.choice([5, 50, 1000]))
+    exhaustive = P.Fleet(hosts_b, use_index=False)
+    names = [h.name for h in hosts_a]
+    requests = [random_request(rng, n, names) for n in range(200)]
+    compared, _rejected = compare_index_with_exhaustive(indexed, exhaustive, requests)
+    assert compared > 25

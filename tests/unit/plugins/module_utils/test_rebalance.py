@@ -434,7 +434,7 @@ def test_a_host_threshold_out_of_range_is_refused_naming_variable_and_host(varia
 
 def test_a_cpu_threshold_of_minus_5_no_longer_makes_every_host_hot():
     f = hot_cluster()
-    with pytest.raises(ValidationError, match=r"kvmfleet_patrol_cpu_threshold=-5\.0 \(host node1\) is out of range"):
+    with pytest.raises(ValidationError, match=r"^kvmfleet_patrol_cpu_threshold of node1 must be a percentage with 0 < value <= 100, or off; got -5$"):
         run(f, {n: {"kvmfleet_patrol_cpu_threshold": -5} for n in f})
     assert run(f, {n: {"kvmfleet_patrol_cpu_threshold": 100} for n in f})["hot"] == []
 
@@ -555,3 +555,27 @@ def test_never_consolidate_onto_an_empty_host():
     f["node2"] = facts([dom("big", 100, vcpus=8)])
     result = run(f, mode="consolidate")
     assert result["emptied"] == ["node1"] and [a["to"] for a in result["actions"]] == ["node2"]
+
+
+def test_a_threshold_that_is_off_never_makes_a_host_hot_and_is_reported_as_null():
+    f = hot_cluster()
+    for variable in ("kvmfleet_patrol_cpu_threshold", "kvmfleet_cpu_threshold"):
+        result = run(f, {"node1": {variable: "off"}})
+        assert result["hot"] == [] and result["actions"] == []
+        assert result["hosts"]["node1"]["cpu_threshold"] is None
+        json.dumps(result, allow_nan=False)
+        assert R.loads_of(f, {"node1": {variable: False}})["hosts"]["node1"]["cpu_threshold"] is None
+    # the patrol's own threshold, when given, wins over placement's off
+    assert run(f, {"node1": {"kvmfleet_cpu_threshold": "off", "kvmfleet_patrol_cpu_threshold": 80}})["hot"] == ["node1"]
+
+
+def test_the_most_severe_hot_host_sheds_first_when_another_resource_is_off():
+    # both hot on memory (threshold 60); node2 more so, and its cpu threshold is off
+    f = {"node1": facts([dom("a", 5, memory_mb=5120), dom("b", 5, memory_mb=5120)]),
+         "node2": facts([dom("c", 5, memory_mb=7168), dom("d", 5, memory_mb=7168)]),
+         "node3": facts([])}
+    inv = {n: {"kvmfleet_patrol_memory_threshold": 60} for n in f}
+    inv["node2"]["kvmfleet_cpu_threshold"] = "off"
+    result = run(f, inv, max_moves=1)
+    assert sorted(result["hot"]) == ["node1", "node2"]
+    assert [(a["vm"], a["from"]) for a in result["actions"] if a["action"] == "migrate"][0][1] == "node2"
