@@ -270,6 +270,9 @@ class _Index:
             if upper < best_score or (upper == best_score and rank > best_rank):
                 break
             st = stats[node]
+            hosts = members[node]
+            if proven is None and hosts is not None:
+                proven = False   # a leaf: its hosts are tested one by one anyway
             if proven is None:
                 # The filters' verdict: drop the node when one says no host below passes; below
                 # a node where every one says all pass, nothing is tested again.
@@ -294,7 +297,6 @@ class _Index:
                         answer = MAY_PASS
                     if answer == NONE_PASS:
                         continue
-            hosts = members[node]
             if hosts is None:
                 for child in children[node]:
                     st = stats[child]
