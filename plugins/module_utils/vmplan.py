@@ -17,6 +17,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import (
     DiskSpec,
     DomainSpec,
     InterfaceSpec,
+    seed_disk,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, NotManaged
 
@@ -27,8 +28,9 @@ except ImportError:  # the module reports the missing library before using this
 
 STATES = ("present", "running", "stopped", "absent")
 # Steps, in the order they run.
-CREATE_DISK, DEFINE, AUTOSTART, NOAUTOSTART, START, STOP, UNDEFINE, DELETE_DISK = (
-    "create_disk", "define", "autostart", "noautostart", "start", "stop", "undefine", "delete_disk")
+CREATE_DISK, WRITE_SEED, DEFINE, AUTOSTART, NOAUTOSTART, START, STOP, UNDEFINE, DELETE_DISK, DELETE_SEED = (
+    "create_disk", "write_seed", "define", "autostart", "noautostart", "start", "stop", "undefine", "delete_disk",
+    "delete_seed")
 # Fields the vm module does not change on an existing VM; each names what does.
 _RESIZE_HINT = {
     "vcpus": "kvmfleet.iaas.vm_scale (scale_vm.yml)",
@@ -58,16 +60,18 @@ def volume_xml(name, capacity_gb, backing=None):
 
 
 def desired_domain(spec, disk_path, mac, bridge, domain_type, console_dir, serial="file",
-                   cpu_mode="auto", machine=None):
-    """The DomainSpec of a validated request (vmspec.VmSpec) on this host."""
+                   cpu_mode="auto", machine=None, seed_path=None, seed_digest=None):
+    """The DomainSpec of a validated request (vmspec.VmSpec) on this host: its disk, the
+    cloud-init seed when there is one, and the guest agent's channel (every new VM has it)."""
+    disks = (DiskSpec(path=disk_path),) + ((seed_disk(seed_path),) if seed_path else ())
     return DomainSpec(
         name=spec.name, vcpus=spec.vcpus, vcpus_max=spec.vcpus_max, memory_mb=spec.memory_mb,
         memory_max_mb=spec.memory_max_mb, domain_type=domain_type, machine=machine,
         kernel=spec.kernel, initrd=spec.initrd, cmdline=spec.cmdline, cpu_mode=cpu_mode,
-        disks=(DiskSpec(path=disk_path),), interfaces=(InterfaceSpec(mac=mac, source=bridge),),
+        disks=disks, interfaces=(InterfaceSpec(mac=mac, source=bridge),),
         serial=serial,
         serial_path=os.path.join(console_dir, "%s-console.log" % spec.name) if serial == "file" else None,
-        group=spec.group)
+        guest_agent=True, group=spec.group, seed_digest=seed_digest)
 
 
 def check_existing(name, current, differences, disk_gb=None, disk_capacity_gb=None):
@@ -88,7 +92,16 @@ def check_existing(name, current, differences, disk_gb=None, disk_capacity_gb=No
                        name=name, differences=differences)
 
 
-def plan_vm(state, current, disk_exists, autostart=None):
+def plan_seed(current, wanted_digest, actual_digest, seed_exists):
+    """[WRITE_SEED] when a seed is wanted and the VM has none yet, another one, or lost its file."""
+    if wanted_digest is None:
+        return []
+    if current is None or wanted_digest != actual_digest or not seed_exists:
+        return [WRITE_SEED]
+    return []
+
+
+def plan_vm(state, current, disk_exists, autostart=None, seed_steps=()):
     """Steps from ``current`` (None, or {managed, state, autostart}) to ``state``.
 
     ``disk_exists`` says whether the VM's volume exists. A new VM whose volume already exists is
@@ -104,15 +117,17 @@ def plan_vm(state, current, disk_exists, autostart=None):
         steps.append(UNDEFINE)
         if disk_exists:
             steps.append(DELETE_DISK)
+        steps += list(seed_steps)
         return steps
     if current is None:
         if disk_exists:
             raise Conflict("its disk already exists and no VM of that name is defined on this host; "
                            "kvmfleet never overwrites a disk (remove it, or pick another name)")
-        steps += [CREATE_DISK, DEFINE]
+        steps += [CREATE_DISK] + list(seed_steps) + [DEFINE]
         power = "shutoff"
         enabled = False
     else:
+        steps += list(seed_steps)
         power = current["state"]
         enabled = current["autostart"]
     if autostart is not None and bool(autostart) != enabled:

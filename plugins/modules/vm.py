@@ -108,9 +108,45 @@ options:
     description: Seconds an ACPI shutdown may take before the VM is powered off (C(state=stopped)); 0 powers off at once.
     type: float
     default: 60
+  ssh_authorized_keys:
+    description:
+      - Public SSH keys (one C(authorized_keys) line each, without options) for the guest's default
+        user, given to cloud-init through a NoCloud seed (see docs/cloud-init.md).
+      - Any cloud-init option makes a seed, C(NAME-seed.iso) beside the disk, attached read-only;
+        a changed option rewrites it in place and is reported as a change.
+    type: list
+    elements: str
+  user_data:
+    description:
+      - cloud-config (first line C(#cloud-config)), at most 64 KiB, no passwords in clear. Merged with
+        I(ssh_authorized_keys) and I(hostname).
+    type: str
+  hostname:
+    description: The guest's hostname, an RFC 1123 label; default the VM's name (with a seed).
+    type: str
+  ipv4:
+    description: A fixed address the guest configures itself (cloud-init network-config version 2).
+    type: dict
+    suboptions:
+      address:
+        description: The address.
+        type: str
+        required: true
+      network:
+        description: The VM network in CIDR form.
+        type: str
+        required: true
+      gateway:
+        description: Default gateway.
+        type: str
+      nameservers:
+        description: DNS servers.
+        type: list
+        elements: str
 requirements:
   - libvirt-python (python3-libvirt)
   - lxml
+  - cloud-image-utils (C(cloud-localds)) on the host and PyYAML, for a cloud-init seed
 attributes:
   check_mode:
     support: full
@@ -211,6 +247,10 @@ vm:
       description: Console file when the serial console goes to a file, else null.
       type: str
       returned: when defined
+    seed:
+      description: Path of the VM's cloud-init seed, or null.
+      type: str
+      returned: when defined
     autostart:
       description: Whether the VM starts with the host.
       type: bool
@@ -219,11 +259,13 @@ vm:
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.seed import SeedMaker
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.vm import VmOps
 
 _REQUEST_FIELDS = ("name", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb", "disk_gb", "image",
                    "kernel", "initrd", "cmdline", "group")
 # module option -> keyword of vmplan.desired_domain
+_CLOUD_INIT_FIELDS = ("ssh_authorized_keys", "user_data", "hostname", "ipv4")
 _DOMAIN_OPTIONS = dict(bridge="bridge", virt_type="domain_type", console_dir="console_dir", serial="serial",
                        cpu_mode="cpu_mode", machine="machine")
 
@@ -253,6 +295,11 @@ class VmModule(KvmfleetModule):
         console_dir=dict(type="path", default="/var/log/libvirt/qemu"),
         autostart=dict(type="bool"),
         stop_timeout=dict(type="float", default=60.0),
+        ssh_authorized_keys=dict(type="list", elements="str", no_log=False),
+        user_data=dict(type="str", no_log=True),
+        hostname=dict(type="str"),
+        ipv4=dict(type="dict", options=dict(address=dict(type="str", required=True), network=dict(type="str", required=True),
+                                            gateway=dict(type="str"), nameservers=dict(type="list", elements="str"))),
     )
     module_kwargs = dict(
         required_if=[("state", state, ["vcpus", "memory_mb", "disk_gb"]) for state in ("present", "running", "stopped")],
@@ -262,12 +309,14 @@ class VmModule(KvmfleetModule):
     def run(self):
         params = self.params
         with self.connect() as virt:
-            ops = VmOps(virt, self.connect, check_mode=self.module.check_mode, diff=self.module._diff)
+            ops = VmOps(virt, self.connect, check_mode=self.module.check_mode, diff=self.module._diff,
+                        seeds=SeedMaker(self.module.run_command, self.module.get_bin_path))
             if params["state"] == "absent":
                 return ops.remove(params["name"])
             return ops.ensure(params["state"], dict((f, params[f]) for f in _REQUEST_FIELDS if params[f] is not None),
                               params["pool"], dict((kw, params[opt]) for opt, kw in _DOMAIN_OPTIONS.items()),
-                              mac=params["mac"], autostart=params["autostart"], stop_timeout=params["stop_timeout"])
+                              mac=params["mac"], autostart=params["autostart"], stop_timeout=params["stop_timeout"],
+                              cloud_init=dict((f, params[f]) for f in _CLOUD_INIT_FIELDS))
 
 
 def main():

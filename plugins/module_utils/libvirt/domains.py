@@ -28,7 +28,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.error_map im
     nonfatal,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import KVMFLEET_NS, parse_metadata
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import KVMFLEET_NS, KVMFLEET_PREFIX, parse_metadata
 
 # libvirt's numeric constants are ABI; spelled out so this file needs no libvirt-python to import.
 STATS_STATE = 1
@@ -46,6 +46,7 @@ _UNDEFINE_NVRAM = 4           # VIR_DOMAIN_UNDEFINE_NVRAM
 _UNDEFINE_KEEP_NVRAM = 8      # VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
 _XML_INACTIVE = 2             # VIR_DOMAIN_XML_INACTIVE
 _METADATA_ELEMENT = 2         # VIR_DOMAIN_METADATA_ELEMENT
+_AFFECT_LIVE, _AFFECT_CONFIG = 1, 2  # VIR_DOMAIN_AFFECT_*
 _ADDRESSES_FROM = (0, 2)      # VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, _SRC_ARP
 
 
@@ -122,6 +123,12 @@ class DomainCalls:
                 return None
             raise
         return parse_metadata(xml)
+
+    def set_instance_metadata(self, dom, element_xml):
+        """Replace our metadata element, in the definition and (when it runs) the live domain."""
+        flags = _AFFECT_CONFIG | (_AFFECT_LIVE if self.call(dom.isActive, domain=dom.name()) else 0)
+        self.call(dom.setMetadata, _METADATA_ELEMENT, element_xml, KVMFLEET_PREFIX, KVMFLEET_NS, flags,
+                  domain=dom.name())
 
     def interface_addresses(self, dom):
         """Guest addresses from DHCP leases, else from the ARP table; [] when neither knows."""

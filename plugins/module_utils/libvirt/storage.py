@@ -91,6 +91,10 @@ class StorageCalls:
     def set_pool_autostart(self, pool, enabled):
         self.call(pool.setAutostart, 1 if enabled else 0)
 
+    def refresh_pool(self, pool):
+        """Have libvirt re-read the pool's directory (after a file was written there)."""
+        self.call(pool.refresh, 0)
+
     def lookup_volume(self, pool, name):
         """The volume ``name`` of ``pool`` (refreshed first: the store may be shared), or None."""
         self.call(pool.refresh, 0)

@@ -14,12 +14,18 @@ __metaclass__ = type
 
 import math
 
+import os
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.seed import SeedDocuments, network_config
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, NotManaged, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac, normalize_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.seed import SeedMaker, seed_path
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.diff import diff_domain
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml, domain_facts, pretty
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml, domain_facts, parse_domain, pretty
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import with_seed_digest
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import seed_of
 
 _GIB = 1024 ** 3
 
@@ -31,19 +37,22 @@ class VmOps:
     may have timed out, which leaves ``virt`` unusable.
     """
 
-    def __init__(self, virt, reconnect, check_mode=False, diff=False):
+    def __init__(self, virt, reconnect, check_mode=False, diff=False, seeds=None):
         self.virt = virt
         self.reconnect = reconnect
+        self.seeds = seeds      # ops.seed.SeedMaker: cloud-init seeds (None: this run makes none)
         self.check_mode = check_mode
         self.diff = diff
 
     # ---- present / running / stopped
 
-    def ensure(self, state, request, pool_name, domain_options, mac=None, autostart=None, stop_timeout=60.0):
+    def ensure(self, state, request, pool_name, domain_options, mac=None, autostart=None, stop_timeout=60.0,
+               cloud_init=None):
         """Bring the VM of ``request`` (vmspec request fields) to ``state``.
 
         ``domain_options`` are vmplan.desired_domain's keyword arguments (bridge, domain_type,
-        console_dir, serial, cpu_mode, machine).
+        console_dir, serial, cpu_mode, machine). ``cloud_init`` (None: no seed) holds
+        ssh_authorized_keys, user_data, hostname and ipv4 ({address, network, gateway, nameservers}).
         """
         virt = self.virt
         dom = virt.find_domain(request["name"])
@@ -57,25 +66,37 @@ class VmOps:
                                    pool_dir=pool_dir)
         disk_name = vmplan.volume_name(spec.name)
         disk_path = "%s/%s" % (pool_dir.rstrip("/"), disk_name)
-        desired = vmplan.desired_domain(spec, disk_path, normalize_mac(mac) if mac else derive_mac(spec.name),
+        mac = normalize_mac(mac) if mac else derive_mac(spec.name)
+        documents = self.seed_documents(spec.name, mac, cloud_init)
+        seed = seed_path(pool_dir, spec.name) if documents is not None else None
+        desired = vmplan.desired_domain(spec, disk_path, mac, seed_path=seed,
+                                        seed_digest=documents.digest() if documents is not None else None,
                                         **domain_options)
         volume = virt.lookup_volume(pool, disk_name)
-        current, before_xml = None, ""
+        current, before_xml, actual = None, "", None
         if dom is not None:
             before_xml = virt.domain_xml(dom, inactive=True)
-            current = dict(managed=domain_facts(before_xml)["managed"], state=virt.domain_state(dom),
-                           autostart=virt.autostart(dom))
+            actual = parse_domain(before_xml)
+            current = dict(managed=actual.managed, state=virt.domain_state(dom), autostart=virt.autostart(dom))
             capacity = self.volume_gb(volume) if volume is not None else None
-            vmplan.check_existing(spec.name, current, diff_domain(desired, before_xml) if current["managed"] else {},
-                                  spec.disk_gb, capacity)
+            differences = diff_domain(desired, actual) if current["managed"] else {}
+            # VMs made before every VM had the agent's channel keep theirs as they are.
+            differences.pop("guest_agent", None)
+            vmplan.check_existing(spec.name, current, differences, spec.disk_gb, capacity)
+        seed_steps = vmplan.plan_seed(current, desired.seed_digest, actual.seed_digest if actual else None,
+                                      seed is not None and os.path.exists(seed))
         try:
-            steps = vmplan.plan_vm(state, current, volume is not None, autostart)
+            steps = vmplan.plan_vm(state, current, volume is not None, autostart, seed_steps)
         except KvmfleetError as err:
             err.msg = "VM %s: %s" % (spec.name, err.msg)
             raise
         after_xml = build_domain_xml(desired) if dom is None else before_xml
+        instance_xml = None
+        if dom is not None and vmplan.WRITE_SEED in steps:
+            after_xml, instance_xml = with_seed_digest(before_xml, desired.seed_digest)
         if steps and not self.check_mode:
-            dom = self.apply(steps, pool, dom, spec, after_xml, pool_name, stop_timeout)
+            dom = self.apply(steps, pool, dom, spec, after_xml, pool_name, stop_timeout,
+                             seed=(seed, documents, instance_xml))
         result = dict(changed=bool(steps), steps=steps,
                       vm=self.describe(dom, spec, desired, disk_path, steps, vmplan.predicted_state(state, current, steps),
                                        vmplan.predicted_autostart(current, autostart)))
@@ -85,13 +106,37 @@ class VmOps:
                                   after_header=spec.name)
         return result
 
-    def apply(self, steps, pool, dom, spec, xml, pool_name, stop_timeout):
+    def seed_documents(self, name, mac, cloud_init):
+        """The seed's documents for ``cloud_init`` (checked), or None when no seed is asked."""
+        options = dict((k, v) for k, v in (cloud_init or {}).items() if v not in (None, "", [], {}))
+        if not options:
+            return None
+        if self.seeds is None:
+            raise ValidationError("cloud-init options need the seed maker (SeedMaker)")
+        network = None
+        ipv4 = options.get("ipv4")
+        if ipv4:
+            if not isinstance(ipv4, dict) or not ipv4.get("address") or not ipv4.get("network"):
+                raise ValidationError("ipv4 must give address and network (and may give gateway, nameservers)",
+                                      field="ipv4", value=ipv4)
+            network = network_config(mac, ipv4["address"], ipv4["network"], ipv4.get("gateway"),
+                                     ipv4.get("nameservers") or ())
+        return SeedDocuments(name, hostname=options.get("hostname"), ssh_authorized_keys=options.get("ssh_authorized_keys"),
+                             user_data=options.get("user_data"), network=network)
+
+    def apply(self, steps, pool, dom, spec, xml, pool_name, stop_timeout, seed=(None, None, None)):
         """Run ``steps``; when a new VM fails half-way, roll back what this run made and re-raise."""
         virt = self.virt
+        path, documents, instance_xml = seed
         try:
             for step in steps:
                 if step == vmplan.CREATE_DISK:
                     virt.create_volume(pool, vmplan.volume_xml(vmplan.volume_name(spec.name), spec.disk_gb, spec.image))
+                elif step == vmplan.WRITE_SEED:
+                    self.seeds.write(path, documents)
+                    virt.refresh_pool(pool)
+                    if dom is not None:
+                        virt.set_instance_metadata(dom, instance_xml)
                 elif step == vmplan.DEFINE:
                     dom = virt.define_domain(xml)
                 elif step in (vmplan.AUTOSTART, vmplan.NOAUTOSTART):
@@ -102,11 +147,11 @@ class VmOps:
                     virt.stop_domain(dom, stop_timeout)
         except KvmfleetError as err:
             if vmplan.CREATE_DISK in steps:
-                self.roll_back(spec.name, pool_name, err)
+                self.roll_back(spec.name, pool_name, err, path)
             raise
         return dom
 
-    def roll_back(self, name, pool_name, err):
+    def roll_back(self, name, pool_name, err, seed=None):
         """A new VM failed half-way: remove what this run made, so nothing is left behind.
 
         A fresh connection, and lookups by name: the failed call may have timed out (which
@@ -126,7 +171,9 @@ class VmOps:
                 if volume is not None:
                     virt.delete_volume(volume)
                     undone.append("disk")
-        except KvmfleetError as cleanup_err:
+            if seed is not None and self.seeds.remove(seed):
+                undone.append("cloud-init seed")
+        except (KvmfleetError, OSError) as cleanup_err:
             err.details["cleanup_error"] = str(cleanup_err)
         err.msg = "%s (rolled back: %s)" % (err.msg, "removed the %s it made" % " and ".join(undone)
                                             if undone else "nothing had been made")
@@ -138,7 +185,7 @@ class VmOps:
         vm = dict(name=spec.name, host=virt.hostname(), vcpus=spec.vcpus, vcpus_max=spec.vcpus_max,
                   memory_mb=spec.memory_mb, memory_max_mb=spec.memory_max_mb, disk=disk_path,
                   disk_gb=spec.disk_gb, image=spec.image, mac=desired.interfaces[0].mac, group=spec.group,
-                  console=desired.serial_path)
+                  console=desired.serial_path, seed=seed_of(desired))
         if dom is not None and not (self.check_mode and steps):
             vm.update(uuid=virt.domain_uuid(dom), state=virt.domain_state(dom), autostart=virt.autostart(dom))
         else:
@@ -163,8 +210,10 @@ class VmOps:
                              "it is left untouched" % name, name=name)
         disk_name = vmplan.volume_name(name)
         ours = [d["path"] for d in facts["disks"] if d["path"] and d["path"].endswith("/" + disk_name)]
+        seed = seed_of(parse_domain(before_xml))
         current = dict(managed=True, state=virt.domain_state(dom), autostart=virt.autostart(dom))
-        steps = vmplan.plan_vm("absent", current, bool(ours))
+        steps = vmplan.plan_vm("absent", current, bool(ours),
+                               seed_steps=[vmplan.DELETE_SEED] if seed and os.path.exists(seed) else [])
         if not self.check_mode:
             volume = None
             if ours:
@@ -177,8 +226,11 @@ class VmOps:
                     virt.undefine_domain(dom, keep_nvram=False)
                 elif step == vmplan.DELETE_DISK and volume is not None:
                     virt.delete_volume(volume)
+                elif step == vmplan.DELETE_SEED:
+                    SeedMaker.remove(seed)
         result = dict(changed=True, steps=steps,
-                      vm=dict(name=name, host=virt.hostname(), state="absent", disk=ours[0] if ours else None))
+                      vm=dict(name=name, host=virt.hostname(), state="absent", disk=ours[0] if ours else None,
+                              seed=seed))
         if self.diff:
             result["diff"] = dict(before=pretty(before_xml), after="")
         return result

@@ -53,7 +53,7 @@ def build_domain(spec):
     if spec.uuid is not None:
         _sub(domain, "uuid", str(uuid_module.UUID(spec.uuid)))
     metadata = _sub(domain, "metadata")
-    metadata.append(build_metadata_element(spec.group, spec.annotations))
+    metadata.append(build_metadata_element(spec.group, spec.annotations, spec.seed_digest))
 
     # Memory moves through the balloon: the guest is given the maximum, the balloon holds the
     # rest back. DIMM hotplug (<maxMemory slots>) would need a NUMA topology and cannot unplug
@@ -97,6 +97,11 @@ def build_domain(spec):
         _sub(disk_element, "driver", name="qemu", type=disk.format, cache=disk.cache)
         _sub(disk_element, "source", file=disk.path)
         _sub(disk_element, "target", dev=disk.target, bus=disk.bus)
+        if disk.device == "cdrom":
+            _sub(disk_element, "readonly")
+    if any(disk.bus == "scsi" for disk in spec.disks):
+        # libvirt's own default would be an emulated LSI controller
+        _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
     for nic in spec.interfaces:
         nic_element = _sub(devices, "interface", type=nic.kind)
         _sub(nic_element, "mac", address=nic.mac.lower())
@@ -149,7 +154,7 @@ def parse_domain(xml):
         memory_mb = memory_max_mb
     os_type = root.find("os/type")
     cpu = root.find("cpu")
-    managed, group, annotations = read_instance(root)
+    managed, group, annotations, seed_digest = read_instance(root)
     devices = root.find("devices")
     if devices is None:
         devices = etree.Element("devices")
@@ -193,6 +198,7 @@ def parse_domain(xml):
         group=group,
         annotations=annotations,
         managed=managed,
+        seed_digest=seed_digest,
     )
 
 

@@ -31,12 +31,17 @@ def _sub(parent, local_name, text):
     etree.SubElement(parent, "{%s}%s" % (KVMFLEET_NS, local_name)).text = str(text)
 
 
-def build_metadata_element(group=None, annotations=()):
+SEED_KEY = "seed-sha256"
+
+
+def build_metadata_element(group=None, annotations=(), seed_digest=None):
     """Our ``<kvmfleet:instance>`` element."""
     instance = etree.Element("{%s}%s" % (KVMFLEET_NS, METADATA_ELEMENT), nsmap={KVMFLEET_PREFIX: KVMFLEET_NS})
     _sub(instance, "managed-by", MANAGED_BY)
     if group is not None:
         _sub(instance, "group", group)
+    if seed_digest is not None:
+        _sub(instance, SEED_KEY, seed_digest)
     for key, value in annotations:
         _sub(instance, key, value)
     return instance
@@ -58,11 +63,11 @@ def parse_metadata(element):
 
 
 def read_instance(root):
-    """(managed, group, annotations) from a domain root's ``<metadata>``; the DomainSpec form."""
+    """(managed, group, annotations, seed digest) from a domain root's ``<metadata>``; the DomainSpec form."""
     instance = root.find(INSTANCE_PATH)
     if instance is None:
-        return False, None, ()
-    group = None
+        return False, None, (), None
+    group = seed = None
     annotations = []
     for child in instance:
         if not isinstance(child.tag, str) or etree.QName(child).namespace != KVMFLEET_NS:
@@ -71,6 +76,28 @@ def read_instance(root):
         value = (child.text or "").strip()
         if key == "group":
             group = value or None
+        elif key == SEED_KEY:
+            seed = value or None
         elif key != "managed-by":
             annotations.append((key, value))
-    return True, group, tuple(annotations)
+    return True, group, tuple(annotations), seed
+
+
+def with_seed_digest(xml, digest):
+    """(domain XML text, our instance element as XML text) with the seed digest set to ``digest``:
+    what the vm module shows as the domain after a seed change and hands to setMetadata."""
+    root = parse_xml(xml)
+    instance = root.find(INSTANCE_PATH)
+    if instance is None:
+        raise ValueError("not a kvmfleet domain")
+    tag = "{%s}%s" % (KVMFLEET_NS, SEED_KEY)
+    child = instance.find(tag)
+    if child is None:
+        child = etree.SubElement(instance, tag)
+    child.text = digest
+    # libvirt's setMetadata wants the element without namespaces: it puts its own on every node.
+    bare = etree.Element(METADATA_ELEMENT)
+    for node in instance:
+        if isinstance(node.tag, str):
+            etree.SubElement(bare, etree.QName(node).localname).text = node.text
+    return etree.tostring(root, encoding="unicode"), etree.tostring(bare, encoding="unicode")

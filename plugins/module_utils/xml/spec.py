@@ -27,7 +27,12 @@ LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredu
 LIVE_FIELDS = ("vcpus", "memory_mb")
 
 _ANNOTATION_KEY_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_RESERVED_KEYS = ("managed-by", "group")
+_RESERVED_KEYS = ("managed-by", "group", "seed-sha256")
+# The cloud-init seed: a read-only cdrom on a virtio-scsi controller, which every machine type
+# has and the Debian cloud kernel reads (it has no AHCI for a q35 SATA cdrom).
+SEED_SUFFIX = "-seed.iso"
+SEED_TARGET = "sda"
+DISK_DEVICES = ("disk", "cdrom")
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class DomainSpec:
     writes the console to ``serial_path``; 'pty' is for ``virsh console``. ``balloon_period``
     is the guest memory statistics period in seconds (0: no statistics). ``annotations`` are
     extra (key, text) children of our metadata element. ``managed`` is False for a parsed
-    domain without our metadata.
+    domain without our metadata. ``seed_digest`` is the sha256 of the cloud-init seed's
+    documents (metadata ``seed-sha256``), by which the vm module tells whether the seed changed.
     """
 
     name: str
@@ -93,6 +99,7 @@ class DomainSpec:
     group: Optional[str] = None
     annotations: Tuple[Tuple[str, str], ...] = ()
     managed: bool = True
+    seed_digest: Optional[str] = None
 
     @property
     def effective_vcpus_max(self):
@@ -144,6 +151,9 @@ def check_spec(spec):
     for action in ("on_poweroff", "on_reboot", "on_crash"):
         if getattr(spec, action) not in LIFECYCLE_ACTIONS:
             _invalid(action, getattr(spec, action), "must be one of %s" % ", ".join(LIFECYCLE_ACTIONS))
+    for disk in spec.disks:
+        if disk.device not in DISK_DEVICES:
+            _invalid("disks", disk.device, "device must be one of %s" % ", ".join(DISK_DEVICES))
     targets = [disk.target for disk in spec.disks]
     if len(set(targets)) != len(targets):
         _invalid("disks", targets, "targets must be unique")
@@ -169,3 +179,17 @@ def from_vm_spec(vm, disks, interfaces, **options):
 def with_uuid(spec, value):
     """``spec`` with ``uuid`` set (e.g. from the existing domain, so a redefine keeps it)."""
     return replace(spec, uuid=value)
+
+
+def seed_disk(path):
+    """The DiskSpec of a cloud-init seed image (an ISO 9660 file labelled cidata)."""
+    return DiskSpec(path=path, target=SEED_TARGET, bus="scsi", format="raw", cache=None, device="cdrom")
+
+
+def seed_of(spec):
+    """The path of the domain's kvmfleet seed (a cdrom named NAME-seed.iso), or None."""
+    wanted = "%s%s" % (spec.name, SEED_SUFFIX)
+    for disk in spec.disks:
+        if disk.device == "cdrom" and disk.path and disk.path.rsplit("/", 1)[-1] == wanted:
+            return disk.path
+    return None
