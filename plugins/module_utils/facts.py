@@ -161,6 +161,8 @@ def domain_fact(stats, xml_info, cpu_percent=None, addresses=None, block_fallbac
         disks=disk_facts(xml_info["disks"], stats, block_fallback),
         macs=list(xml_info["macs"]),
         addresses=list(addresses or []),
+        # what the guest agent says (docs/cloud-init.md): agent connected, hostname, where addresses came from
+        guest=dict(xml_info.get("guest") or dict(agent=False, hostname=None, address_source=None)),
     )
 
 

@@ -268,10 +268,27 @@ hypervisor:
           elements: str
           returned: always
         addresses:
-          description: Guest IP addresses from DHCP leases or the ARP table; empty when the domain is not active.
+          description: Guest IP addresses from the guest agent, else DHCP leases, else the ARP table; empty when the domain is not active.
           type: list
           elements: str
           returned: always
+        guest:
+          description: What the QEMU guest agent reports; it is asked only when the live domain shows it connected, with a 3 s limit.
+          type: dict
+          returned: always
+          contains:
+            agent:
+              description: Whether the agent is connected.
+              type: bool
+              returned: always
+            hostname:
+              description: The guest's hostname from the agent, or null.
+              type: str
+              returned: always
+            address_source:
+              description: Where the addresses came from, C(agent), C(lease) or C(arp); null when none knew.
+              type: str
+              returned: always
 skipped_domains:
   description: Domains left out because their own libvirt calls failed or timed out.
   returned: always

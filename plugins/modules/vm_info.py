@@ -28,7 +28,7 @@ options:
     type: str
   addresses:
     description:
-      - Look up the guest IP addresses (DHCP leases, else the ARP table) of active domains.
+      - Look up the guest IP addresses of active domains: from the guest agent when it is connected, else DHCP leases, else the ARP table.
       - V(false) saves one or two libvirt calls per domain.
     type: bool
     default: true
@@ -169,11 +169,28 @@ vms:
       returned: always
       sample: ["52:54:00:12:34:56"]
     addresses:
-      description: Guest IP addresses; empty when the domain is not active or O(addresses=false).
+      description: Guest IP addresses (agent, else leases, else ARP); empty when the domain is not active or O(addresses=false).
       type: list
       elements: str
       returned: always
       sample: [10.213.0.123]
+    guest:
+      description: What the QEMU guest agent reports; it is asked only when the live domain shows it connected, with a 3 s limit.
+      type: dict
+      returned: always
+      contains:
+        agent:
+          description: Whether the agent is connected.
+          type: bool
+          returned: always
+        hostname:
+          description: The guest's hostname from the agent, or null.
+          type: str
+          returned: always
+        address_source:
+          description: Where O(addresses) came from, C(agent), C(lease) or C(arp); null when none knew.
+          type: str
+          returned: always
 skipped_domains:
   description: Domains left out because their own libvirt calls failed or timed out.
   returned: always

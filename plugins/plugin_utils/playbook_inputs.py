@@ -20,11 +20,14 @@ __metaclass__ = type
 import re
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration, scaling
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.keys import check_authorized_keys
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.seed import check_user_data
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
     REQUEST_FIELDS,
     Limits,
+    check_label,
     check_name,
     coerce_int,
     validate_vm_request,
@@ -110,9 +113,25 @@ def live_threshold(name, value):
     return threshold(value, name)
 
 
+def public_keys(name, value):
+    return check_authorized_keys(value, name)
+
+
+def cloud_config(name, value):
+    check_user_data(value, name)
+    return value
+
+
+def hostname_label(name, value):
+    return check_label(value, name)
+
+
 boolean.doc, text.doc, absolute_path.doc, file_name.doc, vm_name.doc, as_given.doc = (
     "true | false", "text", "absolute path", "file name", "VM name (RFC 1123 label)", "see the request")
 live_threshold.doc = "percentage, 0 < value <= 100, or off"
+public_keys.doc = "list of SSH public keys (authorized_keys lines, no options)"
+cloud_config.doc = "cloud-config text (#cloud-config first), at most 64 KiB, no passwords in clear"
+hostname_label.doc = "hostname (RFC 1123 label)"
 
 # ---------------------------------------------------------------- whole requests
 
@@ -206,7 +225,7 @@ _CREATE = dict(dict.fromkeys(_VM_FIELDS, as_given), address_timeout=integer(2, 3
 INPUTS = {
     "create_vm": dict(
         vars=dict(_CREATE, image=text, kernel=text, initrd=text, cmdline=text, ip=text, ip_range=text, group=text,
-                  **_COMMON),
+                  ssh_authorized_keys=public_keys, user_data=cloud_config, hostname=hostname_label, **_COMMON),
         hosts=dict(host=hypervisor), host_vars=_PLACED,
         reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network"),
         requests=(vm_request,)),

@@ -47,7 +47,11 @@ _UNDEFINE_KEEP_NVRAM = 8      # VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
 _XML_INACTIVE = 2             # VIR_DOMAIN_XML_INACTIVE
 _METADATA_ELEMENT = 2         # VIR_DOMAIN_METADATA_ELEMENT
 _AFFECT_LIVE, _AFFECT_CONFIG = 1, 2  # VIR_DOMAIN_AFFECT_*
-_ADDRESSES_FROM = (0, 2)      # VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, _SRC_ARP
+_ADDRESSES_FROM = ((0, "lease"), (2, "arp"))   # VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, _SRC_ARP
+_ADDRESSES_FROM_AGENT = 1     # VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+_HOSTNAME_FROM_AGENT = 2      # VIR_DOMAIN_GET_HOSTNAME_AGENT
+# A connected agent that does not answer must not hold up a read of the fleet.
+AGENT_TIMEOUT = 3.0
 
 
 class DomainCalls:
@@ -130,15 +134,24 @@ class DomainCalls:
         self.call(dom.setMetadata, _METADATA_ELEMENT, element_xml, KVMFLEET_PREFIX, KVMFLEET_NS, flags,
                   domain=dom.name())
 
-    def interface_addresses(self, dom):
-        """Guest addresses from DHCP leases, else from the ARP table; [] when neither knows."""
-        for source in _ADDRESSES_FROM:
+    def interface_addresses(self, dom, agent=False):
+        """(addresses, source): from the guest agent when it is connected (what the guest itself
+        configured), else DHCP leases, else the ARP table; ([], None) when none knows."""
+        sources = (((_ADDRESSES_FROM_AGENT, "agent"),) if agent else ()) + _ADDRESSES_FROM
+        for source, label in sources:
             found = []
             with nonfatal():
-                found = addresses_from_interfaces(self.call(dom.interfaceAddresses, source, domain=dom.name()))
+                found = addresses_from_interfaces(self.call(dom.interfaceAddresses, source, domain=dom.name(),
+                                                            timeout=AGENT_TIMEOUT if label == "agent" else None))
             if found:
-                return found
-        return []
+                return found, label
+        return [], None
+
+    def guest_hostname(self, dom):
+        """The hostname the guest agent reports, or None (no agent, no answer in time)."""
+        with nonfatal():
+            return self.call(dom.hostname, _HOSTNAME_FROM_AGENT, domain=dom.name(), timeout=AGENT_TIMEOUT) or None
+        return None
 
     def domain_stats(self, doms=None, flags=DOMAIN_STATS_FLAGS):
         """[(virDomain, stats dict)] for all domains (or ``doms``) in one call."""
@@ -164,7 +177,13 @@ class DomainCalls:
     def _domain_details(self, dom, stats, with_addresses):
         xml_info = parse_domain_xml(self.domain_xml(dom))
         active = state_name(stats.get("state.state")) in ACTIVE_STATES
-        addresses = self.interface_addresses(dom) if with_addresses and active else []
+        guest = dict(agent=bool(active and xml_info["agent_connected"]), hostname=None, address_source=None)
+        addresses = []
+        if with_addresses and active:
+            addresses, guest["address_source"] = self.interface_addresses(dom, agent=guest["agent"])
+            if guest["agent"]:
+                guest["hostname"] = self.guest_hostname(dom)
+        xml_info["guest"] = guest
         return xml_info, addresses, self._block_fallback(dom, xml_info, stats)
 
     def list_domains(self, name=None, sample_seconds=0.0, with_addresses=True, with_metadata=False,

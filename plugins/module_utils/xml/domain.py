@@ -265,6 +265,9 @@ def parse_domain_xml(xml):
                           device=disk.get("device", "disk"), path=path))
     macs = [mac.get("address").lower() for mac in root.findall("devices/interface/mac")
             if mac.get("address")]
+    # The live XML says whether the guest agent is there (state='connected'); only then is it asked.
+    agent = any(target.get("name") == GUEST_AGENT_CHANNEL and target.get("state") == "connected"
+                for target in root.findall("devices/channel/target"))
     return dict(
         name=root.findtext("name"),
         uuid=root.findtext("uuid"),
@@ -276,6 +279,7 @@ def parse_domain_xml(xml):
         disks=disks,
         macs=macs,
         metadata=parse_metadata(root.find(INSTANCE_PATH)),
+        agent_connected=agent,
     )
 
 

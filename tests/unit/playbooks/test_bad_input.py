@@ -27,6 +27,11 @@ CASES = [
      "not starting or ending with '-'"),
     ("create_vm", dict(name="web1", vcpus=1, memory_mb=128, disk_gb=1, address_timeout=0, strategy="best"),
      "address_timeout='0': must be >= 2; strategy='best': must be one of balanced, spread, pack"),
+    ("create_vm", dict(name="web1", vcpus=1, memory_mb=128, disk_gb=1, ssh_authorized_keys=["ssh-rsa AAAA"]),
+     "ssh_authorized_keys[0]='ssh-rsa AAAA': the key data is truncated"),
+    ("create_vm", dict(name="web1", vcpus=1, memory_mb=128, disk_gb=1, user_data="#cloud-config\npassword: x\n"),
+     "user_data: sets 'password': passwords in clear are not accepted; log in with ssh_authorized_keys "
+     "(a user's hashed passwd is accepted)"),
     ("delete_vm", dict(), "give the VM to delete: -e name=NAME"),
     ("migrate_vm", dict(vm="web1", **{MO: {"bandwidth": -1}}), "migrate_options.bandwidth=-1: must be >= 1"),
     ("evacuate_host", dict(host="hvdead", parallel=0), "parallel='0': must be >= 1"),
@@ -46,10 +51,11 @@ CASES = [
 
 
 def _extra(values):
-    """-e arguments as a user types them: key=value (strings), JSON for dicts."""
+    """-e arguments as a user types them: key=value (strings), JSON for dicts, lists and text of several lines."""
     args = []
     for key, value in values.items():
-        args += ["-e", json.dumps({key: value}) if isinstance(value, dict) else "%s=%s" % (key, value)]
+        as_json = isinstance(value, (dict, list)) or (isinstance(value, str) and "\n" in value)
+        args += ["-e", json.dumps({key: value}) if as_json else "%s=%s" % (key, value)]
     return args
 
 

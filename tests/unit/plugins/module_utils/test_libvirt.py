@@ -189,6 +189,7 @@ def test_running_domain_fact_follows_the_schema():
         ],
         "macs": ["52:54:00:aa:bb:01", "52:54:00:aa:bb:02"],
         "addresses": ["10.213.0.123"],
+        "guest": {"agent": False, "hostname": None, "address_source": None},
     }
 
 
