@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The placement bench's VM mix, host shapes and seed (it also puts the collection on sys.path).
 from placement import HOST_SHAPES, RESERVED_MB, SEED, VM_MIX, _cpu_info, vm_sizes  # noqa: E402
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import rebalance as R  # noqa: E402
+try:
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance import api as R  # noqa: E402
+except ImportError:  # a baseline revision (bench/revisions.py) from before api.py: the package held the names
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils import rebalance as R  # noqa: E402
 
 CPU_T = 80.0
 MEM_T = 85.0

@@ -32,7 +32,10 @@ from devpath import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import placement as P  # noqa: E402
+try:
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import api as P  # noqa: E402
+except ImportError:  # a baseline revision (bench/revisions.py) from before api.py: the package held the names
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils import placement as P  # noqa: E402
 
 SEED = 20240611
 

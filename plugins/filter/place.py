@@ -176,7 +176,7 @@ RETURN = r"""
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import FACTS_VAR, plain, host_vars
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import (
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import (
     INVENTORY_DEFAULTS,
     Fleet,
     Host,

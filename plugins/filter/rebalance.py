@@ -9,8 +9,8 @@ __metaclass__ = type
 # Documentation of each filter is in its sidecar file: rebalance.yml, patrol_record.yml,
 # patrol_loads.yml. The logic is the package plugins/module_utils/rebalance/; docs/patrol.md explains it.
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import rebalance as R
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import INVENTORY_DEFAULTS
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance import api as R
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import INVENTORY_DEFAULTS
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import fleet_vars, plain
 

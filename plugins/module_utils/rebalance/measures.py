@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import INVENTORY_DEFAULTS, Host
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import INVENTORY_DEFAULTS, Host
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.options import flag, number
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent

@@ -22,7 +22,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     PlacementError,
     ValidationError,
 )
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet, Request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import Fleet, Request
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import THRESHOLD_OFF
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.measures import (
     migration_cost,

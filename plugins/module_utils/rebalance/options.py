@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import STRATEGIES
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import STRATEGIES
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.scaling import parse_step
 
 MODES = ("balance", "consolidate")

@@ -21,7 +21,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     PlacementError,
     ValidationError,
 )
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet, Request
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import Fleet, Request
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import shown_threshold
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.cover import min_cover
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.history import (

@@ -1,6 +1,7 @@
 """playbooks/fleet_status.yml end to end on the controller only: one hypervisor on the local
 connection reading libvirt's test driver (test:///default), one that cannot be reached
-(SSH to 127.0.0.1 port 1). Checks the documented JSON shape and changed=0."""
+(SSH to 127.0.0.1 port 1). Checks the documented JSON shape, its types (numbers and nulls, not
+strings, on every ansible-core of tests/cores.txt) and changed=0."""
 import json
 import os
 import re
@@ -22,22 +23,33 @@ VM_KEYS = {"name", "host", "state", "managed", "group", "vcpus", "vcpus_max", "m
            "balloon_mb", "cpu_percent", "disk_gb", "addresses", "macs"}
 
 
-def test_fleet_status_report(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    (images / "base.qcow2").write_bytes(b"x" * 2048)
+def run_fleet_status(tmp_path, hypervisors):
     inventory = tmp_path / "inv.yml"
-    inventory.write_text(json.dumps({"all": {"children": {"hypervisors": {"hosts": {
-        "hvlocal": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                    "kvmfleet_libvirt_uri": "test:///default", "kvmfleet_image_dir": str(images)},
-        "hvdead": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}}}}}}))
+    inventory.write_text(json.dumps({"all": {"children": {"hypervisors": {"hosts": hypervisors}}}}))
     report = tmp_path / "report.json"
     proc = subprocess.run([PLAYBOOK, "kvmfleet.iaas.fleet_status", "-i", str(inventory),
                            "-e", "report_file=%s" % report, "-e", "sample_seconds=0"],
                           env=ansible_env(), cwd=str(REPO), text=True, capture_output=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.findall(r"changed=(\d+)", proc.stdout) and set(re.findall(r"changed=(\d+)", proc.stdout)) == {"0"}
-    doc = json.loads(report.read_text())
+    return json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def two_host_report(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fleet_status")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "base.qcow2").write_bytes(b"x" * 2048)
+    doc = run_fleet_status(tmp_path, {
+        "hvlocal": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                    "kvmfleet_libvirt_uri": "test:///default", "kvmfleet_image_dir": str(images)},
+        "hvdead": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}})
+    return doc, images
+
+
+def test_fleet_status_report(two_host_report):
+    doc, images = two_host_report
     assert set(doc) == {"generated", "image_dir", "hosts", "vms", "images", "unreachable"}
     hosts = {h["name"]: h for h in doc["hosts"]}
     assert set(hosts) == {"hvlocal", "hvdead"} and all(set(h) == HOST_KEYS for h in doc["hosts"])
@@ -48,3 +60,36 @@ def test_fleet_status_report(tmp_path):
     assert doc["vms"] and all(set(vm) == VM_KEYS for vm in doc["vms"])
     assert {vm["host"] for vm in doc["vms"]} == {"hvlocal"}
     assert doc["images"] == [{"name": "base.qcow2", "path": str(images / "base.qcow2"), "size_mb": 0.0}]
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_fleet_status_report_types(two_host_report):
+    """The dashboard computes with these values: a count is a number and an absent value is null,
+    never "16" or "" (what a YAML mapping of templated leaves gave before ansible-core 2.19)."""
+    doc = two_host_report[0]
+    hosts = {h["name"]: h for h in doc["hosts"]}
+    live, dead = hosts["hvlocal"], hosts["hvdead"]
+    for host in (live, dead):
+        assert isinstance(host["reachable"], bool) and isinstance(host["maintenance"], bool)
+        assert isinstance(host["disabled"], bool)
+    assert live["error"] is None and live["maintenance_mark"] is None
+    assert all(is_number(live[key]) for key in ("cpus", "memory_mb", "memory_free_mb"))
+    assert isinstance(live["hostname"], str) and isinstance(live["storage"], dict)
+    assert is_number(live["utilization"]["memory_percent"])
+    assert all(is_number(value) for value in live["allocation"].values())
+    assert is_number(live["capacity"]["vcpus"]) and is_number(live["capacity"]["memory_mb"])
+    assert live["capacity"]["disk_gb"] is None or is_number(live["capacity"]["disk_gb"])
+    numeric = ("cpus", "memory_mb", "memory_free_mb", "storage", "hostname", "maintenance_mark")
+    assert all(dead[key] is None for key in numeric)
+    for section in ("utilization", "allocation", "capacity"):
+        assert all(value is None for value in dead[section].values()), section
+    for vm in doc["vms"]:
+        assert all(is_number(vm[key]) for key in ("vcpus", "vcpus_max", "memory_mb", "memory_max_mb", "disk_gb"))
+
+
+def test_fleet_status_report_without_hypervisors(tmp_path):
+    doc = run_fleet_status(tmp_path, {})
+    assert doc["image_dir"] is None and doc["hosts"] == doc["vms"] == doc["images"] == doc["unreachable"] == []

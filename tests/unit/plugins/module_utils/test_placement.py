@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import placement as P
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import api as P
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     Conflict,
     PlacementError,

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils import rebalance as R
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance import api as R
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 
 
@@ -501,7 +501,7 @@ def test_move_history_forgets_moves_after_a_week():
 def test_never_back_a_vm_in_cooldown_is_never_placed_on_the_host_it_left():
     # Within the cooldown the planner does not move the VM at all (the cooldown test); the rule
     # "never back" is the request's exclusion, checked here on the plan's own move step.
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Fleet
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import Fleet
     from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.measures import host_view, patrol_host
     from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.moves import MovePlan
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement import Host
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance import host_cpu
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.api import Host
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.rebalance.api import host_cpu
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.utilization import host_vm_cpu_percent, vm_cpu_percent
 
 
