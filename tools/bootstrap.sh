@@ -31,3 +31,7 @@ fi
 
 # The checkout doubles as the installed collection: .build/collections/ansible_collections/kvmfleet/iaas
 "$VENV/bin/python" -c "import sys; sys.path.insert(0, '$ROOT/tools'); import devpath; devpath.ensure_collection_path()"
+
+# The publishing tools (antsibull-changelog, antsibull-docs) in a venv of their own, for
+# tools/publish_checks.sh (docs/release.md).
+"$ROOT/tools/publish_venv.sh" >/dev/null
