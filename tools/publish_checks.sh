@@ -3,7 +3,7 @@
 #   1. antsibull-changelog lint: changelogs/config.yaml, changelog.yaml and every fragment
 #   2. CHANGELOG.md is what antsibull-changelog generates from changelogs/changelog.yaml
 #   3. antsibull-docs lint-collection-docs --plugin-docs: docs/docsite/links.yml, every plugin's
-#      and role's documentation
+#      and role's documentation, and their references to this collection and ansible.builtin
 #   4. the built tarball: nothing lab-dependent shipped, its own unit tests pass once installed
 #      (tests/unit/test_built_collection.py)
 # The antsibull tools live in their own venv (tools/publish_venv.sh); the tests use .venv.
@@ -43,7 +43,7 @@ changelog_is_generated() {
 docs_lint() {
   # ansible-doc of the publishing venv's ansible-core reads the plugins' documentation.
   local out
-  out=$(PATH="$PUB/bin:$PATH" "$PUB/bin/antsibull-docs" lint-collection-docs --plugin-docs . 2>&1)
+  out=$(PATH="$PUB/bin:$PATH" "$PUB/bin/antsibull-docs" lint-collection-docs --plugin-docs --validate-collection-refs dependent . 2>&1)
   local status=$?
   [ -z "$out" ] || echo "$out"
   # The linter exits 3 on findings; any message is a finding.
