@@ -70,3 +70,6 @@ for line in "${lines[@]:0:${#lines[@]}-1}"; do
   fi
 done
 make_venv "$ROOT/.build/venvs/lint" "$ROOT/tests/requirements-lint.txt"
+# The publishing tools (antsibull-changelog, antsibull-docs) in a venv of their own, for
+# tools/publish_checks.sh (docs/release.md).
+"$ROOT/tools/publish_venv.sh" >/dev/null

@@ -12,15 +12,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import parse_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import parse_xml, require_lxml
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.policy import XmlPolicy, sanitize_domain_xml
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import plain
 
 try:
     from lxml import etree
-except ImportError:  # reported when the filter is used
+except ImportError:  # require_lxml reports it when the filter is used
     etree = None
 
 # Devices and settings that pass the policy but that create_vm.yml does not take from the XML:
@@ -38,8 +38,7 @@ def domain_policy(xml, pool_dir="/srv/kvmfleet/images", bridge="br0", console_di
     a kernel) and ``ignored``: XPaths of what was dropped. Raises AnsibleFilterError with the
     policy's message when the XML is refused.
     """
-    if etree is None:
-        raise KvmfleetError("kvmfleet.iaas.domain_policy needs lxml on the controller")
+    require_lxml()
     return _request_fields(plain(xml), XmlPolicy(pool_dir=str(pool_dir), bridges=(str(bridge),),
                                                  console_dir=console_dir, path_exists=_host_checks))
 

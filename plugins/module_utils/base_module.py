@@ -18,7 +18,7 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, MissingLibrary
 
 # keys fail_json sets itself; an error's details must not overwrite them
 _RESERVED_RESULT_KEYS = frozenset(("msg", "failed", "changed", "exception", "invocation", "warnings"))
@@ -105,6 +105,8 @@ class KvmfleetModule:
         return result
 
     def fail(self, err):
+        if isinstance(err, MissingLibrary):   # a library the module did not declare, found missing in use
+            self.module.fail_json(msg=missing_required_lib(err.library), exception=err.import_error)
         self.module.fail_json(**error_result(err))
 
     @classmethod

@@ -65,3 +65,20 @@ class Conflict(KvmfleetError):
 
 class MigrationUnsafe(VirtError):
     """libvirt refused a migration as unsafe (VIR_ERR_MIGRATE_UNSAFE: disks not on storage it knows is shared)."""
+
+
+class MissingLibrary(KvmfleetError):
+    """A Python library the code needs cannot be imported. ``library``: its name as pip knows it.
+
+    Raised where the library is first used, so a filter names it (AnsibleFilterError) and a module
+    fails with Ansible's missing_required_lib message (base_module), never with a misleading error
+    from the code that went on without it.
+    """
+
+    def __init__(self, library, import_error=None):
+        super(MissingLibrary, self).__init__(
+            "Failed to import the required Python library (%s) on this Python: install %s where the "
+            "code runs (the controller for filters, the managed host for modules)" % (library, library),
+            library=library)
+        self.library = library
+        self.import_error = import_error

@@ -28,30 +28,23 @@ import fcntl
 import os
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
-
-try:  # ipam and macaddr (and dnsmasq through them) need netaddr; modules report it with missing_required_lib
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import (
-        parse_dhcp_hosts,
-        parse_leases,
-        render_dhcp_host,
-    )
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import choose_ip
-    from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
-    HAS_NETADDR = True
-    NETADDR_IMPORT_ERROR = None
-except ImportError:
-    HAS_NETADDR = False
-    NETADDR_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network import ipam
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.dnsmasq import (
+    parse_dhcp_hosts,
+    parse_leases,
+    render_dhcp_host,
+)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import choose_ip
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_mac
 
 
 def missing_libraries():
-    """``[("netaddr", traceback)]`` when ipam and macaddr cannot be imported, else ``[]`` (as KvmfleetModule's)."""
-    return [] if HAS_NETADDR else [("netaddr", NETADDR_IMPORT_ERROR)]
+    """What the DHCP modules need and cannot import: ipam's netaddr (as KvmfleetModule.missing_libraries)."""
+    return ipam.missing_libraries()
 
 
 DEFAULT_HOSTS_DIR = "/etc/kvmfleet/dhcp-hosts.d"

@@ -22,19 +22,22 @@ __metaclass__ = type
 
 import hashlib
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, MissingLibrary, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_hwaddr, normalize_mac
+
+NETADDR_IMPORT_ERROR = None
 try:
     from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
     HAS_NETADDR = True
-except ImportError:  # modules report the missing library before using it
+except ImportError:  # modules declare it (missing_libraries); every parse raises MissingLibrary naming it
     AddrFormatError = ValueError
     IPAddress = IPNetwork = IPRange = IPSet = None
     HAS_NETADDR = False
-
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import normalize_hwaddr, normalize_mac
+    NETADDR_IMPORT_ERROR = traceback.format_exc()
 
 ORDERS = ("lowest", "hashed")
 # Pinging costs about a second per silent address; an unmanaged network where dozens of free
@@ -47,10 +50,26 @@ REASON_LEASED = "leased"
 REASON_ANSWERING = "answering"
 
 
+def missing_libraries():
+    """``[("netaddr", traceback)]`` when netaddr cannot be imported, else ``[]`` (as KvmfleetModule's)."""
+    return [] if HAS_NETADDR else [("netaddr", NETADDR_IMPORT_ERROR)]
+
+
+def require_netaddr():
+    """Raise MissingLibrary naming netaddr when it cannot be imported.
+
+    Without it every address would fail to parse, and the caller would be told that its network
+    or address is malformed.
+    """
+    if not HAS_NETADDR:
+        raise MissingLibrary("netaddr", NETADDR_IMPORT_ERROR)
+
+
 # --------------------------------------------------------------------------- parsing addresses
 
 def parse_network(network, field_name="network"):
     """``network`` ('10.0.0.0/24') as an IPv4 IPNetwork; the host bits must be zero."""
+    require_netaddr()
     try:
         net = IPNetwork(str(network).strip(), flags=0)
     except (AddrFormatError, ValueError, TypeError):
@@ -67,6 +86,7 @@ def parse_network(network, field_name="network"):
 
 def parse_ip(ip, field_name="ip"):
     """``ip`` as an IPv4 IPAddress (dotted quad only: no '10.1', no integers, no IPv6)."""
+    require_netaddr()
     text = str(ip).strip() if ip is not None else ""
     if not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", text):
         raise ValidationError("%s=%r is not an IPv4 address (dotted quad, e.g. 192.0.2.10)" % (field_name, ip),
@@ -98,6 +118,7 @@ def parse_ip_range(text, field_name="ip_range"):
 
 def format_range(ip_range):
     """An IPRange as the canonical 'a-b' text."""
+    require_netaddr()
     return "%s-%s" % (IPAddress(ip_range.first, 4), IPAddress(ip_range.last, 4))
 
 

@@ -115,10 +115,13 @@ def test_fleet_source_keeps_last_good_report_on_failure(tmp_path):
     assert len(run.calls) == 2              # not retried before retry_s
 
 
-def test_ansible_env_points_at_the_checkout():
+def test_ansible_env_points_at_the_checkout_or_the_installed_collection():
     from dashboard.fleet import ansible_env
-    from dashboard.devpath_import import REPO
+    from dashboard.devpath_import import COLLECTIONS, INSTALLED, REPO
     env = ansible_env(base={"PATH": "/usr/bin"})
-    assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
-    assert env["ANSIBLE_COLLECTIONS_PATH"] == str(REPO / ".build" / "collections")
+    if INSTALLED:       # the unit tests of an installed copy (tests/unit/test_built_collection.py)
+        assert "ANSIBLE_CONFIG" not in env and env["ANSIBLE_COLLECTIONS_PATH"] == str(COLLECTIONS)
+    else:
+        assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+        assert env["ANSIBLE_COLLECTIONS_PATH"] == str(REPO / ".build" / "collections")
     assert env["PATH"] == "/usr/bin"

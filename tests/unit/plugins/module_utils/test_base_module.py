@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import base_module
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule, error_result
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, KvmfleetError, MissingLibrary
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.deadline import DEFAULT_TIMEOUT
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import DEFAULT_URI
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml import parser
@@ -59,6 +59,13 @@ def test_a_typed_error_fails_with_its_message_and_details(fake):
     with pytest.raises(Failed):
         module_class(error=Conflict("taken", path="/x", users=["a"]), uses_libvirt=False).execute()
     assert fake[0].exited == dict(msg="taken", path="/x", users=["a"], failed=True)
+
+
+def test_a_library_found_missing_in_use_fails_with_ansibles_missing_library_message(fake):
+    with pytest.raises(Failed):
+        module_class(error=MissingLibrary("netaddr", "Traceback: no netaddr"), uses_libvirt=False).execute()
+    assert fake[0].exited == dict(msg=base_module.missing_required_lib("netaddr"), exception="Traceback: no netaddr",
+                                  failed=True)
 
 
 def test_details_never_overwrite_the_keys_fail_json_owns():

@@ -297,6 +297,6 @@ def test_diff_shows_the_file_before_and_after(dhcp, host, paths):
 
 
 def test_missing_netaddr_is_reported(dhcp, host, paths, monkeypatch):
-    monkeypatch.setattr(dhcp_host.dhcp_store, "HAS_NETADDR", False)
+    monkeypatch.setattr(dhcp_host.dhcp_store.ipam, "HAS_NETADDR", False)
     result = dhcp(**present())
     assert result["failed"] is True and "netaddr" in result["msg"]

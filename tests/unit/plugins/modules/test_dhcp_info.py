@@ -72,6 +72,6 @@ def test_check_mode_reads_the_same_and_writes_nothing(run_module, paths):
 
 
 def test_missing_netaddr_is_reported(run_module, paths, monkeypatch):
-    monkeypatch.setattr(dhcp_info.dhcp_store, "HAS_NETADDR", False)
+    monkeypatch.setattr(dhcp_info.dhcp_store.ipam, "HAS_NETADDR", False)
     result = run(run_module, paths)
     assert result["failed"] is True and "netaddr" in result["msg"]
