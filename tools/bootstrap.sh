@@ -7,7 +7,8 @@ VENV=${KVMFLEET_VENV:-$ROOT/.venv}
 
 [ "$(id -u)" = 0 ] || { echo "bootstrap: run as root (it installs Debian packages)" >&2; exit 1; }
 
-wanted=$(sed -e 's/#.*//' -e '/^\s*$/d' "$ROOT/bindep.txt" | awk '{print $1}' | sort -u)
+# Debian packages: the platform:dpkg lines (the platform:rpm ones are the execution environment's).
+wanted=$(sed -e 's/#.*//' "$ROOT/bindep.txt" | awk '/platform:dpkg/ {print $1}' | sort -u)
 missing=()
 for pkg in $wanted; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
