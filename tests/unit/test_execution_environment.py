@@ -12,6 +12,7 @@ parser on those files for the RPM base image, with the profiles `assemble` and
 """
 from __future__ import absolute_import, division, print_function
 
+import importlib.util
 import json
 import os
 import re
@@ -52,11 +53,9 @@ def run(cmd, **kwargs):
 def context(tmp_path_factory):
     """The build context of a copy of the definition and the files it names, after the documented
     `ansible-galaxy collection build --output-path .build/ee` (in the copy: unit runs may be parallel)."""
-    try:
-        import ansible_builder  # noqa: F401  (installed by requirements.txt)
-        import bindep  # noqa: F401
-    except ImportError as exc:
-        pytest.fail("%s: install requirements.txt (tools/bootstrap.sh)" % exc)
+    missing = [name for name in ("ansible_builder", "bindep") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail("%s missing: install requirements.txt (tools/bootstrap.sh)" % ", ".join(missing))
     tmp = tmp_path_factory.mktemp("ee")
     definition = yaml.safe_load(DEFINITION.read_text())
     work = tmp / "checkout"
@@ -190,7 +189,7 @@ def test_an_ee_built_elsewhere_gets_the_same_from_the_collections_metadata(conte
 def test_bootstrap_installs_the_debian_lines_only():
     """tools/bootstrap.sh picks its Debian packages from bindep.txt itself (no bindep yet): the
     platform:dpkg lines, whatever their profile; never an RPM name."""
-    line = next(l for l in (REPO / "tools" / "bootstrap.sh").read_text().splitlines() if l.startswith("wanted="))
+    line = next(text for text in (REPO / "tools" / "bootstrap.sh").read_text().splitlines() if text.startswith("wanted="))
     proc = run(["bash", "-c", 'set -euo pipefail; ROOT="$1"; %s; echo $wanted' % line, "bootstrap", REPO])
     wanted = set(proc.stdout.split())
     from bindep.depends import Depends
