@@ -33,8 +33,9 @@ BUILD_DEPENDENCIES = {"gcc", "pkgconf-pkg-config", "libvirt-devel", "python3-dev
 RUNTIME = {"libvirt-libs", "openssh-clients"}       # the built libvirt module's library; SSH to the hypervisors
 EE_PYTHON = {"lxml", "netaddr", "libvirt-python"}
 
-# The installed collection has no execution-environment.yml (it is the repository's, for building an EE).
-pytestmark = pytest.mark.skipif(not DEFINITION.is_file(), reason="no execution-environment.yml: not a checkout")
+# The EE is built from a checkout (galaxy.yml, tools/): an installed collection has neither.
+pytestmark = pytest.mark.skipif(not (DEFINITION.is_file() and (REPO / "galaxy.yml").is_file()),
+                                reason="not a checkout: no execution-environment.yml or galaxy.yml")
 
 
 def clean_env(**settings):
