@@ -10,7 +10,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${KVMFLEET_VENV:-$ROOT/.venv}
 what=${1:-main}
 
-wanted=$(sed -e 's/#.*//' -e '/^\s*$/d' "$ROOT/bindep.txt" | awk '{print $1}' | sort -u)
+# Debian packages: the platform:dpkg lines (the platform:rpm ones are the execution environment's).
+wanted=$(sed -e 's/#.*//' "$ROOT/bindep.txt" | awk '/platform:dpkg/ {print $1}' | sort -u)
 missing=()
 for pkg in $wanted; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
