@@ -347,6 +347,8 @@ def write_inventory(state, key, guest):
            "    ansible_ssh_private_key_file: %s" % key,
            "    ansible_ssh_common_args: >-",
            "      -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes" % known,
+           "    # Also under ansible-runner/AWX, which turn Ansible's host key checking off otherwise.",
+           "    ansible_host_key_checking: true",
            "    kvmfleet_lab: true",
            "    kvmfleet_vm_network: %s" % SUBNET,
            "    kvmfleet_vm_gateway: %s" % GATEWAY,
