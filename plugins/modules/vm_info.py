@@ -28,7 +28,7 @@ options:
     type: str
   addresses:
     description:
-      - Look up the guest IP addresses of active domains: from the guest agent when it is connected, else DHCP leases, else the ARP table.
+      - Look up the guest IP addresses of active domains, from the guest agent when it is connected, else DHCP leases, else the ARP table.
       - V(false) saves one or two libvirt calls per domain.
     type: bool
     default: true

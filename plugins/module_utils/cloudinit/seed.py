@@ -131,7 +131,7 @@ class SeedDocuments:
             _fail("user_data", "sets hostname %r but the VM's hostname is %r; give it as hostname instead"
                   % (given, self.hostname))
         for key in ("fqdn",):
-            if key in config and not str(config[key]).split(".")[0] == self.hostname:
+            if key in config and str(config[key]).split(".", maxsplit=1)[0] != self.hostname:
                 _fail("user_data", "sets fqdn %r, whose first label is not the hostname %r" % (config[key], self.hostname))
         extra_keys = config.get("ssh_authorized_keys")
         if extra_keys is not None:
