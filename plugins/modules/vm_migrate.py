@@ -178,6 +178,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+seed_copied:
+  description:
+    - True when the VM's cloud-init seed was copied to the same path on the destination ahead of a
+      copied-storage migration (libvirt copies no read-only disk); absent otherwise.
+  returned: when the VM has a seed and O(storage) copies disks
+  type: bool
 source:
   description: Host name of the source hypervisor (libvirt's).
   returned: always

@@ -20,9 +20,10 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.error_map im
     ERR_NO_STORAGE_POOL,
     ERR_NO_STORAGE_VOL,
     libvirt_code,
+    nonfatal,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.uri import uri_is_this_host
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.pool import pool_path, pool_xml
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.pool import pool_path, pool_xml, raw_volume_xml
 
 _LIST_STORAGE_POOLS_ACTIVE = 2      # VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE
 
@@ -90,6 +91,33 @@ class StorageCalls:
 
     def set_pool_autostart(self, pool, enabled):
         self.call(pool.setAutostart, 1 if enabled else 0)
+
+    def upload_file(self, pool, name, path):
+        """A new raw volume ``name`` in ``pool`` with the bytes of the local file ``path`` (a
+        libvirt stream: the pool may be on another host). On failure the half-made volume goes."""
+        size = os.path.getsize(path)
+        volume = self.create_volume(pool, raw_volume_xml(name, size))
+
+        def send():
+            stream = self.conn.newStream(0)
+            try:
+                volume.upload(stream, 0, size, 0)
+                with open(path, "rb") as handle:
+                    stream.sendAll(lambda _stream, nbytes, source: source.read(nbytes), handle)
+                stream.finish()
+            except Exception:
+                try:
+                    stream.abort()
+                except Exception:
+                    pass
+                raise
+        try:
+            self.call(send, timeout=self._change_timeout())
+        except VirtError:
+            with nonfatal():
+                self.delete_volume(volume)
+            raise
+        return volume
 
     def refresh_pool(self, pool):
         """Have libvirt re-read the pool's directory (after a file was written there)."""

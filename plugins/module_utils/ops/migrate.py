@@ -12,8 +12,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, DomainNotFound, MigrationUnsafe, VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
+    Conflict,
+    DomainNotFound,
+    MigrationUnsafe,
+    ValidationError,
+    VirtError,
+)
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import seed_of
 
 
 class MigrateOps:
@@ -67,9 +77,30 @@ class MigrateOps:
             if plan.unsafe_reason:
                 result["unsafe_reason"] = plan.unsafe_reason
                 self.warn("libvirt's shared-storage check skipped: %s" % plan.unsafe_reason)
+            seed = self.seed_to_carry(dom, plan)
+            if seed is not None:
+                result["seed_copied"] = True
             if self.check_mode:
                 return result
+            if seed is not None:
+                self.carry_seed(dst, seed, result)
             return self.migrate(dst, dom, plan, result)
+
+    def seed_to_carry(self, dom, plan):
+        """The VM's cloud-init seed when its disks are copied: libvirt copies no read-only disk,
+        so the destination needs the seed at the same path before the domain starts there."""
+        if not ({"NON_SHARED_DISK", "NON_SHARED_INC"} & set(plan.flags)):
+            return None
+        return seed_of(parse_domain(self.src.domain_xml(dom, inactive=True)))
+
+    def carry_seed(self, dst, path, result):
+        directory, name = os.path.split(path)
+        pool = dst.pool_for_path(directory)
+        if pool is None:
+            raise ValidationError("%s: the destination %s has no storage pool at %s for the VM's cloud-init seed"
+                                  % (self.name, result["destination"], directory), path=path)
+        if dst.lookup_volume(pool, name) is None:
+            dst.upload_file(pool, name, path)
 
     def migrate(self, dst, dom, plan, result):
         src, name = self.src, self.name

@@ -22,3 +22,14 @@ def pool_xml(name, path):
 def pool_path(xml):
     """Target directory of a pool from its XML."""
     return parse_xml(xml).findtext("target/path")
+
+
+def raw_volume_xml(name, size_bytes, mode="0600"):
+    """A raw volume of ``size_bytes`` (e.g. a copy of a cloud-init seed), readable by root only."""
+    volume = etree.Element("volume")
+    etree.SubElement(volume, "name").text = name
+    etree.SubElement(volume, "capacity", unit="bytes").text = str(int(size_bytes))
+    target = etree.SubElement(volume, "target")
+    etree.SubElement(target, "format", type="raw")
+    etree.SubElement(etree.SubElement(target, "permissions"), "mode").text = mode
+    return etree.tostring(volume, encoding="unicode")

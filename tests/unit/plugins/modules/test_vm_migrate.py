@@ -9,7 +9,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import migration
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MigrationUnsafe, VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MigrationUnsafe, ValidationError, VirtError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.migrate import MigrateOps
 from ansible_collections.kvmfleet.iaas.plugins.modules import vm_migrate
@@ -222,3 +222,59 @@ def test_an_unsafe_migration_says_how_to_go_on(error, hinted, source, destinatio
     result = run_module(vm_migrate, args())
     assert result["failed"] and str(error) in result["msg"]
     assert ("say why in unsafe_reason" in result["msg"]) is hinted
+
+
+# --------------------------------------------------------------------------- the cloud-init seed with copied disks
+
+SEEDED = ("<domain type='qemu'><name>kvf-mig1</name><metadata><kvmfleet:instance xmlns:kvmfleet='https://kvmfleet.dev/iaas/1'>"
+          "<kvmfleet:managed-by>kvmfleet.iaas</kvmfleet:managed-by></kvmfleet:instance></metadata>"
+          "<memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>"
+          "<disk type='file' device='disk'><source file='/srv/img/kvf-mig1.qcow2'/><target dev='vda' bus='virtio'/></disk>"
+          "<disk type='file' device='cdrom'><source file='/srv/img/kvf-mig1-seed.iso'/><target dev='sda' bus='scsi'/>"
+          "<readonly/></disk></devices></domain>")
+
+
+class SeedSide:
+    def __init__(self, xml=SEEDED, pool="pool", volume=None):
+        self.xml, self.pool, self.volume, self.uploaded = xml, pool, volume, []
+
+    def domain_xml(self, dom, inactive=False):
+        return self.xml
+
+    def pool_for_path(self, path):
+        return self.pool if path == "/srv/img" else None
+
+    def lookup_volume(self, pool, name):
+        return self.volume
+
+    def upload_file(self, pool, name, path):
+        self.uploaded.append((pool, name, path))
+
+
+@pytest.mark.parametrize("storage, carried", [("copy_all", True), ("copy_incremental", True), ("shared", False)])
+def test_the_seed_goes_ahead_of_a_copied_storage_migration_only(storage, carried):
+    plan = migration.plan_migration(dict(storage=storage), active=True)
+    ops = MigrateOps(SeedSide(), None, "kvf-mig1", DEST_URI, destination="node2")
+    seed = ops.seed_to_carry("kvf-mig1", plan)
+    assert seed == ("/srv/img/kvf-mig1-seed.iso" if carried else None)
+    if carried:
+        dst = SeedSide()
+        ops.carry_seed(dst, seed, dict(destination="node2"))
+        assert dst.uploaded == [("pool", "kvf-mig1-seed.iso", "/srv/img/kvf-mig1-seed.iso")]
+        there = SeedSide(volume="exists")
+        ops.carry_seed(there, seed, dict(destination="node2"))
+        assert there.uploaded == []        # the same path already has it (a retried migration)
+        with pytest.raises(ValidationError, match="node2 has no storage pool at /srv/img for the VM's cloud-init seed"):
+            ops.carry_seed(SeedSide(pool=None), seed, dict(destination="node2"))
+    unseeded = MigrateOps(SeedSide(xml=SEEDED.replace("kvf-mig1-seed.iso", "other.iso")), None, "kvf-mig1", DEST_URI)
+    assert unseeded.seed_to_carry("kvf-mig1", plan) is None
+
+
+def test_a_failed_upload_leaves_no_half_made_volume(conn, tmp_path):
+    # the test driver has no virStorageVolUpload: the upload fails after the volume was made
+    (tmp_path / "seed.iso").write_bytes(b"cidata")
+    with VirtConnection("test:///default") as virt:
+        pool = virt.lookup_pool("default-pool")
+        with pytest.raises(VirtError, match="virStorageVolUpload"):
+            virt.upload_file(pool, "kvf-mig1-seed.iso", str(tmp_path / "seed.iso"))
+        assert virt.lookup_volume(pool, "kvf-mig1-seed.iso") is None
