@@ -18,7 +18,7 @@ import hashlib
 import json
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.keys import check_authorized_keys
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MissingLibrary, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.ipam import parse_ip, parse_network
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import check_label
 
@@ -37,10 +37,9 @@ def _fail(field, rule, **details):
 
 def _yaml():
     try:
-        import yaml  # PyYAML: Ansible's own dependency on the controller
-    except ImportError:
-        raise ValidationError("user_data needs the Python library PyYAML (python3-yaml) where it is checked",
-                              missing_library="PyYAML")
+        import yaml  # PyYAML: Ansible's own dependency on the controller; the kvm role installs python3-yaml
+    except ImportError as err:
+        raise MissingLibrary("PyYAML", str(err))
     return yaml
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit import keys as K
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit import seed as S
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import MissingLibrary, ValidationError
 
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) missing")
 
@@ -156,3 +156,17 @@ def test_network_config_for_a_fixed_address():
         S.network_config("52:54:00:aa:bb:cc", "198.51.100.5", "192.0.2.0/24")
     with pytest.raises(ValidationError, match="gateway: 198.51.100.1 is not in the VM network"):
         S.network_config("52:54:00:aa:bb:cc", "192.0.2.51", "192.0.2.0/24", "198.51.100.1")
+
+
+def test_user_data_without_pyyaml_names_it(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_yaml(name, *args, **kwargs):
+        if name == "yaml":
+            raise ImportError("No module named 'yaml'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_yaml)
+    with pytest.raises(MissingLibrary) as err:
+        S.check_user_data("#cloud-config\n")
+    assert err.value.library == "PyYAML" and "(PyYAML)" in str(err.value)
