@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A tenant's usage, summed over the fleet's fresh facts (the owner is in each domain's kvmfleet
+metadata: libvirt is the source of truth, there is no separate count to drift), and the check
+of a request against the tenant's quota, with every resource's numbers in the error.
+
+Pure logic: imports neither Ansible nor libvirt.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.tenants import RESOURCES
+
+OWNER_KEY = "tenant"
+
+
+class QuotaExceeded(ValidationError):
+    """A request would take a tenant over its quota. ``details['over']``: {resource: {used, asked, limit}}."""
+
+
+def owner_of(domain):
+    """The tenant a domain fact belongs to (its metadata ``tenant``), or None (the operator's)."""
+    return ((domain or {}).get("metadata") or {}).get(OWNER_KEY) or None
+
+
+def tenant_domains(facts_by_host, tenant):
+    """(host, domain fact) of every domain ``tenant`` owns, over the reachable hosts."""
+    found = []
+    for host, facts in sorted(facts_by_host.items()):
+        for dom in (facts or {}).get("domains") or ():
+            if owner_of(dom) == tenant:
+                found.append((host, dom))
+    return found
+
+
+def usage(facts_by_host, tenant, images=()):
+    """What ``tenant`` holds: vcpus, memory_mb, disk_gb (defined VMs, running or not), vms, and
+    images/image_gb of ``images`` ([{tenant, size_gb}], the image store's listing)."""
+    used = dict((name, 0) for name, _label in RESOURCES)
+    for _host, dom in tenant_domains(facts_by_host, tenant):
+        used["vms"] += 1
+        used["vcpus"] += dom.get("vcpus") or 0
+        used["memory_mb"] += dom.get("memory_mb") or 0
+        used["disk_gb"] += sum(disk.get("capacity_gb") or 0 for disk in dom.get("disks") or ())
+    for image in images:
+        if image.get("tenant") == tenant:
+            used["images"] += 1
+            used["image_gb"] += image.get("size_gb") or 0
+    return used
+
+
+def check_request(tenant, quota, used, asked):
+    """Refuse ``asked`` ({resource: amount}) when any resource would pass ``quota``; return the
+    usage after it. The message names each resource with used, asked and limit."""
+    over = {}
+    for name, label in RESOURCES:
+        want = asked.get(name) or 0
+        limit = quota.get(name)
+        if limit is None or want <= 0:
+            continue
+        if used.get(name, 0) + want > limit:
+            over[name] = dict(used=used.get(name, 0), asked=want, limit=limit)
+    if over:
+        labels = dict(RESOURCES)
+        parts = ["%s: %d used + %d asked > %d allowed" % (labels[name], entry["used"], entry["asked"], entry["limit"])
+                 for name, entry in over.items()]
+        raise QuotaExceeded("tenant %s is over its quota: %s" % (tenant, "; ".join(parts)), tenant=tenant, over=over)
+    return dict((name, used.get(name, 0) + (asked.get(name) or 0)) for name, _label in RESOURCES)
+
+
+def vm_demand(vcpus, memory_mb, disk_gb):
+    """What one new VM counts against a quota: its size at start and its disk (a later scale-up
+    is checked for its increase)."""
+    return dict(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb, vms=1)
+
+
+def scale_demand(current_vcpus, current_memory_mb, vcpus, memory_mb):
+    """What a resize asks of the quota: the increase only (shrinking frees, never blocks)."""
+    return dict(vcpus=max(0, vcpus - current_vcpus), memory_mb=max(0, memory_mb - current_memory_mb))
+
+
+# ---------------------------------------------------------------- claims of creates in flight
+#
+# A create is seen in the facts only once its domain is defined, minutes after the quota check.
+# Until then it holds a claim in the tenant's ledger on the controller (plugin_utils/quota_ledger.py
+# keeps it under a lock); usage counts the claims whose VM the facts do not show yet.
+
+CLAIM_SECONDS = 1800.0   # a create that neither finished nor released its claim by then is gone
+
+
+def live_claims(claims, now):
+    """The claims ({vm name: {demand, expires}}) not yet expired at ``now``."""
+    return dict((name, claim) for name, claim in (claims or {}).items() if claim.get("expires", 0) > now)
+
+
+def with_claims(used, claims, visible_vms):
+    """``used`` plus the demand of every claim whose VM is not among ``visible_vms`` (the facts'
+    domain names): a VM counts once, from the facts as soon as they show it."""
+    total = dict(used)
+    for name, claim in claims.items():
+        if name in visible_vms:
+            continue
+        for resource, amount in (claim.get("demand") or {}).items():
+            total[resource] = total.get(resource, 0) + (amount or 0)
+    return total
+
+
+def claim(tenant, quota, used, claims, vm, demand, now, visible_vms=()):
+    """Check ``demand`` for ``vm`` against ``quota`` counting the other live claims, and return the
+    ledger with this VM's claim added (a re-run for the same VM replaces its own claim)."""
+    current = live_claims(claims, now)
+    current.pop(vm, None)
+    check_request(tenant, quota, with_claims(used, current, set(visible_vms)), demand)
+    current[vm] = dict(demand=dict(demand), expires=now + CLAIM_SECONDS)
+    return current
