@@ -46,8 +46,8 @@ def check_quota(value, where):
         _fail(where, "must be a mapping of %s to whole numbers, got %r" % (", ".join(RESOURCE_NAMES), value))
     unknown = sorted(str(key) for key in value if key not in RESOURCE_NAMES)
     if unknown:
-        _fail(where, "unknown quota key%s %s (known: %s)" % ("s" if len(unknown) > 1 else "", ", ".join(unknown),
-                                                           ", ".join(RESOURCE_NAMES)))
+        plural = "s" if len(unknown) > 1 else ""
+        _fail(where, "unknown quota key%s %s (known: %s)" % (plural, ", ".join(unknown), ", ".join(RESOURCE_NAMES)))
     quota = {}
     for key, number in value.items():
         if isinstance(number, bool) or not isinstance(number, int):
