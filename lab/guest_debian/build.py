@@ -34,18 +34,24 @@ import argparse
 import base64
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The busybox guest's builder has the subprocess and apt-output helpers; one copy serves both.
+TINY_BUILD = HERE.parent / "guest" / "build.py"
+_spec = importlib.util.spec_from_file_location("kvmfleet_guest_build", TINY_BUILD)
+_tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tiny)
+BuildError, run, must, parse_control, _sigterm = _tiny.BuildError, _tiny.run, _tiny.must, _tiny.parse_control, _tiny._sigterm
 DEFAULT_OUT = Path("/var/cache/kvmfleet-lab/debian")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -133,10 +139,6 @@ _KEY_RE = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-s
 _FP_RE = re.compile(r"(\d+)\s+(SHA256:[A-Za-z0-9+/]+)\s+.*\((\w+)\)\s*$")
 
 
-class BuildError(Exception):
-    pass
-
-
 def log(msg: str) -> None:
     print(f"[debian-guest-build] {msg}", file=sys.stderr, flush=True)
 
@@ -207,42 +209,6 @@ def known_hosts_lines(host: str, port: int, keys: list[tuple[str, str]]) -> str:
 
 # ---------------------------------------------------------------- host side helpers
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    kw.setdefault("stdout", subprocess.PIPE)
-    kw.setdefault("stderr", subprocess.PIPE)
-    kw.setdefault("text", True)
-    env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    return subprocess.run(cmd, env=env, **kw)
-
-
-def must(cmd: list[str], **kw) -> str:
-    try:
-        p = run(cmd, **kw)
-    except FileNotFoundError as e:
-        raise BuildError(f"missing host tool: {cmd[0]} ({e})") from None
-    if p.returncode != 0:
-        raise BuildError(f"{' '.join(cmd)} failed ({p.returncode}): {(p.stderr or p.stdout or '').strip()[-3000:]}")
-    return p.stdout or ""
-
-
-def parse_control(text: str) -> dict[str, str]:
-    """First stanza of apt-cache show output -> fields."""
-    fields: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        if line[0] in " \t" and key:
-            fields[key] += "\n" + line.strip()
-        elif ":" in line:
-            key, _, val = line.partition(":")
-            fields[key] = val.strip()
-    return fields
-
-
 def parse_stanzas(text: str) -> dict[str, str]:
     """apt-cache show output for several packages -> {package: version} (first stanza of each)."""
     out: dict[str, str] = {}
@@ -298,6 +264,7 @@ def stamp_for(versions: dict[str, str], tools: dict[str, str], disk_mib: int) ->
         "versions": versions,
         "tools": tools,
         "build_py": sha256_file(Path(__file__).resolve()),
+        "helpers_py": sha256_file(TINY_BUILD),
         "image_files": {path: hashlib.sha256(text.encode()).hexdigest() for path, _, text in IMAGE_FILES},
         "cmdline": CMDLINE,
         "disk_mib": disk_mib,
@@ -555,10 +522,6 @@ def unmount_leftovers(path: Path) -> None:
     for target in sorted(mounted_under(path), key=len, reverse=True):
         if run(["umount", target]).returncode != 0:
             run(["umount", "-l", target])
-
-
-def _sigterm(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

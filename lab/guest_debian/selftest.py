@@ -37,7 +37,6 @@ the host: slirp restrict=on, the forward listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib.util
 import json
 import shutil
@@ -50,27 +49,25 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# loaded under its own name: lab/guest/build.py is also a module called 'build'
-_spec = importlib.util.spec_from_file_location("kvmfleet_debian_guest_build", HERE / "build.py")
-guest_build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guest_build)
+
+
+def _load(name: str, path: Path):
+    """A module by path, under its own name (lab/guest/build.py is also a module called 'build')."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+guest_build = _load("kvmfleet_debian_guest_build", HERE / "build.py")
+# QMP client, qemu stop-by-PID and PDEATHSIG from the busybox guest's selftest: one copy serves both
+_tiny = _load("kvmfleet_guest_selftest", HERE.parent / "guest" / "selftest.py")
+CheckFailed, QMP, stop, _pdeathsig, _sigterm = _tiny.CheckFailed, _tiny.QMP, _tiny.stop, _tiny._pdeathsig, _tiny._sigterm
 
 HOSTNAME = "kvmfg-selftest"
 MAC = "52:54:00:12:34:56"
 STATIC_ADDR, SLIRP_GW, SLIRP_DNS, SLIRP_DHCP_ADDR = "10.0.2.20", "10.0.2.2", "10.0.2.3", "10.0.2.15"
 HOTPLUG_MIB = 256
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def _pdeathsig() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def user_data(pubkey: str, hostname: str) -> str:
@@ -91,52 +88,17 @@ def network_config_static(mac: str, address: str, prefix: int, gateway: str, dns
     return json.dumps(cfg, indent=1) + "\n"
 
 
-class QMP:
-    """Line-oriented JSON over a unix socket: QMP, and (greeting=False) the guest agent."""
+class GuestAgent(QMP):
+    """The guest agent speaks QMP's JSON lines, without the greeting and capabilities handshake."""
 
-    def __init__(self, path: Path, timeout: float = 10, greeting: bool = True) -> None:
+    def __init__(self, path: Path, timeout: float = 5) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock.connect(str(path))
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise CheckFailed(f"socket {path.name} did not come up")
-                time.sleep(0.1)
+        self.sock.connect(str(path))
         self.buf = b""
-        if greeting:
-            self._read()
-            self.cmd("qmp_capabilities")
-
-    def _read(self) -> dict:
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise CheckFailed("connection closed")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line) if line.strip() else {}
-
-    def cmd(self, name: str, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            r = self._read()
-            if "return" in r:
-                return r["return"]
-            if "error" in r:
-                raise CheckFailed(f"{name}: {r['error']}")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
-def agent_sync(path: Path, timeout: float) -> QMP:
+def agent_sync(path: Path, timeout: float) -> GuestAgent:
     """Connect to the agent and resynchronise: a 0xFF byte resets its parser (it answers that with a
     parse error, skipped here), then guest-sync echoes our token once the agent listens."""
     deadline = time.monotonic() + timeout
@@ -144,7 +106,7 @@ def agent_sync(path: Path, timeout: float) -> QMP:
     while time.monotonic() < deadline:
         agent = None
         try:
-            agent = QMP(path, timeout=5, greeting=False)
+            agent = GuestAgent(path)
             token = int(time.time() * 1000) % 2**31
             agent.sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync", "arguments": {"id": token}}).encode() + b"\n")
             while time.monotonic() < deadline:
@@ -157,18 +119,6 @@ def agent_sync(path: Path, timeout: float) -> QMP:
             agent.close()
         time.sleep(1)
     raise CheckFailed(f"guest agent did not answer guest-sync ({last})")
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    """Terminate the qemu we started, by its PID only."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def free_loopback_port() -> int:
@@ -229,8 +179,10 @@ class Run:
     def qemu_cmd(self) -> list[str]:
         g, t, a = self.guest, self.tmp, self.args
         fwd = f"tcp:127.0.0.1:{self.port}-{self.guest_addr}:22"
-        # pc: the seed on the IDE bus (libvirt bus='ide'); q35: on the AHCI (SATA) bus ide.0
-        cdrom_bus = "ide.1" if a.machine == "pc" else "ide.0"
+        # pc: the seed on the IDE bus (libvirt bus='ide', ata_piix). q35: the cloud kernel has no
+        # AHCI driver, so a SATA cdrom is invisible; the seed goes on virtio-scsi (libvirt bus='scsi')
+        cdrom = (["-device", "ide-cd,drive=seed0,bus=ide.1"] if a.machine == "pc"
+                 else ["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=seed0,bus=scsi0.0"])
         return [
             a.qemu, "-accel", "tcg", "-machine", a.machine, "-nodefaults", "-no-user-config",
             "-display", "none", "-cpu", "qemu64",
@@ -239,7 +191,7 @@ class Run:
             "-drive", f"file={t / 'overlay.qcow2'},if=none,id=disk0,format=qcow2",
             "-device", "virtio-blk-pci,drive=disk0",
             "-drive", f"file={t / 'seed.iso'},if=none,id=seed0,format=raw,media=cdrom,readonly=on",
-            "-device", f"ide-cd,drive=seed0,bus={cdrom_bus}",
+            *cdrom,
             "-netdev", f"user,id=net0,restrict=on,hostfwd={fwd}",
             "-device", f"virtio-net-pci,netdev=net0,mac={MAC}",
             "-chardev", f"socket,id=qga0,path={t / 'qga.sock'},server=on,wait=off",
@@ -357,10 +309,6 @@ class Run:
             qmp.close()
 
 
-def _sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--guest-dir", type=Path, default=guest_build.DEFAULT_OUT)
@@ -385,32 +333,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     guest = json.loads((a.guest_dir / "guest.json").read_text())
 
-    rc = 1
     with tempfile.TemporaryDirectory(prefix="kvmfleet-debian-selftest-") as tmpd:
-        tmp = Path(tmpd)
-        run = Run(a, guest, tmp)
+        run = Run(a, guest, Path(tmpd))
+        error = None
         try:
             run.execute()
-            run.result["passed"] = True
-            rc = 0
         except (CheckFailed, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
-            run.result["passed"] = False
-            run.result["error"] = f"{type(e).__name__}: {e}"
-            print(f"[selftest] FAIL: {run.result['error']}", file=sys.stderr)
+            error = f"{type(e).__name__}: {e}"
         except KeyboardInterrupt:
-            run.result["passed"] = False
-            run.result["error"] = "interrupted"
-            rc = 130
+            error = "interrupted"
         finally:
             stop(run.proc)
             if a.log and run.serial_path.exists():
                 shutil.copyfile(run.serial_path, a.log)
-            if rc != 0:
-                tail = "\n".join(run.console().replace("\r", "").split("\n")[-40:])
-                qout = (tmp / "qemu.out").read_text(errors="replace") if (tmp / "qemu.out").exists() else ""
-                print(f"[selftest] serial log tail:\n{tail}\n[selftest] qemu output:\n{qout}", file=sys.stderr)
+        run.result["passed"] = error is None
+        if error:
+            run.result["error"] = error
+            qemu_out = Path(tmpd) / "qemu.out"
+            print(f"[selftest] FAIL: {error}\n[selftest] serial log tail:\n"
+                  + "\n".join(run.console().replace("\r", "").split("\n")[-40:])
+                  + "\n[selftest] qemu output:\n" + (qemu_out.read_text(errors="replace") if qemu_out.exists() else ""),
+                  file=sys.stderr)
     print(json.dumps(run.result, indent=2, default=str))
-    return rc
+    return 0 if error is None else 130 if error == "interrupted" else 1
 
 
 if __name__ == "__main__":
