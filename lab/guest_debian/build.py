@@ -477,12 +477,13 @@ def build(out: Path, versions: dict[str, str], stamp: dict, disk_mib: int) -> di
             "console_markers": {"host_keys": [KEYS_BEGIN, KEYS_END], "fingerprints": [FPS_BEGIN, FPS_END]},
             "required_devices": [
                 "virtio-blk-pci: the base image (or an overlay of it) as /dev/vda",
-                "NoCloud seed (cloud-localds, label cidata): cdrom on sata/ide, or a second virtio disk",
+                "NoCloud seed (cloud-localds, label cidata): read-only cdrom on IDE (machine pc) or on virtio-scsi "
+                "(q35: the cloud kernel has no AHCI, a SATA cdrom is not seen)",
                 "virtio-net-pci: eth0 (net.ifnames=0); DHCP unless network-config says otherwise",
                 "virtio-serial with port org.qemu.guest_agent.0: qemu-guest-agent",
                 "isa-serial: ttyS0 console",
             ],
-            "defaults": {"machine": "pc (i440fx) or q35", "memory_mib": 512, "min_memory_mib": 256,
+            "defaults": {"machine": "pc (i440fx), or q35 with the seed on virtio-scsi", "memory_mib": 512, "min_memory_mib": 256,
                          "default_user": "debian", "accel": "tcg in the lab (nested KVM hangs the kernel here)"},
             "datasource_list": ["NoCloud", "None"],
             "network_renderer": "networkd",
