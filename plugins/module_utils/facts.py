@@ -150,6 +150,7 @@ def domain_fact(stats, xml_info, cpu_percent=None, addresses=None, block_fallbac
         state=state,
         managed=metadata is not None,
         group=(metadata or {}).get("group"),
+        tenant=(metadata or {}).get("tenant"),
         vcpus=stats.get("vcpu.current", xml_info["vcpus"]),
         vcpus_max=stats.get("vcpu.maximum", xml_info["vcpus_max"]),
         memory_mb=xml_info["memory_mb"] if xml_info["memory_mb"] is not None

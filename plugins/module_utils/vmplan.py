@@ -60,7 +60,7 @@ def volume_xml(name, capacity_gb, backing=None):
 
 
 def desired_domain(spec, disk_path, mac, bridge, domain_type, console_dir, serial="file",
-                   cpu_mode="auto", machine=None, seed_path=None, seed_digest=None):
+                   cpu_mode="auto", machine=None, seed_path=None, seed_digest=None, tenant=None):
     """The DomainSpec of a validated request (vmspec.VmSpec) on this host: its disk, the
     cloud-init seed when there is one, and the guest agent's channel (every new VM has it)."""
     disks = (DiskSpec(path=disk_path),) + ((seed_disk(seed_path),) if seed_path else ())
@@ -71,7 +71,7 @@ def desired_domain(spec, disk_path, mac, bridge, domain_type, console_dir, seria
         disks=disks, interfaces=(InterfaceSpec(mac=mac, source=bridge),),
         serial=serial,
         serial_path=os.path.join(console_dir, "%s-console.log" % spec.name) if serial == "file" else None,
-        guest_agent=True, group=spec.group, seed_digest=seed_digest)
+        guest_agent=True, group=spec.group, seed_digest=seed_digest, tenant=tenant)
 
 
 def check_existing(name, current, differences, disk_gb=None, disk_capacity_gb=None):
@@ -79,6 +79,9 @@ def check_existing(name, current, differences, disk_gb=None, disk_capacity_gb=No
     if not current["managed"]:
         raise NotManaged("a domain named %s exists on this host and was not made by kvmfleet; "
                          "it is left untouched (choose another name)" % name, name=name)
+    if "tenant" in differences:
+        # whose it is, is not the asker's business (docs/tenancy.md): only that the name is taken
+        raise Conflict("the name %s is taken on this host; choose another" % name, name=name)
     problems = []
     for field in sorted(differences):
         change = differences[field]

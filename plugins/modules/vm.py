@@ -124,6 +124,11 @@ options:
   hostname:
     description: The guest's hostname, an RFC 1123 label; default the VM's name (with a seed).
     type: str
+  tenant:
+    description:
+      - The tenant that owns a new VM, kept in its kvmfleet metadata (docs/tenancy.md); none for the operator's.
+      - A VM of that name owned by someone else is refused as a taken name, without saying whose.
+    type: str
   ipv4:
     description: A fixed address the guest configures itself (cloud-init network-config version 2).
     type: dict
@@ -267,7 +272,7 @@ _REQUEST_FIELDS = ("name", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb", "
 # module option -> keyword of vmplan.desired_domain
 _CLOUD_INIT_FIELDS = ("ssh_authorized_keys", "user_data", "hostname", "ipv4")
 _DOMAIN_OPTIONS = dict(bridge="bridge", virt_type="domain_type", console_dir="console_dir", serial="serial",
-                       cpu_mode="cpu_mode", machine="machine")
+                       cpu_mode="cpu_mode", machine="machine", tenant="tenant")
 
 
 class VmModule(KvmfleetModule):
@@ -298,6 +303,7 @@ class VmModule(KvmfleetModule):
         ssh_authorized_keys=dict(type="list", elements="str", no_log=False),
         user_data=dict(type="str", no_log=True),
         hostname=dict(type="str"),
+        tenant=dict(type="str"),
         ipv4=dict(type="dict", options=dict(address=dict(type="str", required=True), network=dict(type="str", required=True),
                                             gateway=dict(type="str"), nameservers=dict(type="list", elements="str"))),
     )

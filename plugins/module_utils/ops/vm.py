@@ -82,6 +82,8 @@ class VmOps:
             differences = diff_domain(desired, actual) if current["managed"] else {}
             # VMs made before every VM had the agent's channel keep theirs as they are.
             differences.pop("guest_agent", None)
+            if desired.tenant is None:
+                differences.pop("tenant", None)    # the operator acts on every tenant's VMs
             vmplan.check_existing(spec.name, current, differences, spec.disk_gb, capacity)
         seed_steps = vmplan.plan_seed(current, desired.seed_digest, actual.seed_digest if actual else None,
                                       seed is not None and os.path.exists(seed))

@@ -23,8 +23,9 @@ class QuotaExceeded(ValidationError):
 
 
 def owner_of(domain):
-    """The tenant a domain fact belongs to (its metadata ``tenant``), or None (the operator's)."""
-    return ((domain or {}).get("metadata") or {}).get(OWNER_KEY) or None
+    """The tenant a domain fact belongs to (its ``tenant``, from its metadata), or None (the operator's)."""
+    domain = domain or {}
+    return domain.get(OWNER_KEY) or (domain.get("metadata") or {}).get(OWNER_KEY) or None
 
 
 def tenant_domains(facts_by_host, tenant):

@@ -85,6 +85,7 @@ def diff_domain(desired, actual):
         note(name, getattr(desired, name), getattr(actual, name))
     note("managed", desired.managed, actual.managed)
     note("group", desired.group, actual.group)
+    note("tenant", desired.tenant, actual.tenant)
     note("annotations", list(desired.annotations), list(actual.annotations))
     return changes
 

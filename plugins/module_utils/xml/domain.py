@@ -53,7 +53,7 @@ def build_domain(spec):
     if spec.uuid is not None:
         _sub(domain, "uuid", str(uuid_module.UUID(spec.uuid)))
     metadata = _sub(domain, "metadata")
-    metadata.append(build_metadata_element(spec.group, spec.annotations, spec.seed_digest))
+    metadata.append(build_metadata_element(spec.group, spec.annotations, spec.seed_digest, spec.tenant))
 
     # Memory moves through the balloon: the guest is given the maximum, the balloon holds the
     # rest back. DIMM hotplug (<maxMemory slots>) would need a NUMA topology and cannot unplug
@@ -154,7 +154,7 @@ def parse_domain(xml):
         memory_mb = memory_max_mb
     os_type = root.find("os/type")
     cpu = root.find("cpu")
-    managed, group, annotations, seed_digest = read_instance(root)
+    instance = read_instance(root)
     devices = root.find("devices")
     if devices is None:
         devices = etree.Element("devices")
@@ -195,10 +195,11 @@ def parse_domain(xml):
         on_poweroff=_text(root, "on_poweroff") or "destroy",
         on_reboot=_text(root, "on_reboot") or "restart",
         on_crash=_text(root, "on_crash") or "destroy",
-        group=group,
-        annotations=annotations,
-        managed=managed,
-        seed_digest=seed_digest,
+        group=instance.group,
+        annotations=instance.annotations,
+        managed=instance.managed,
+        seed_digest=instance.seed_digest,
+        tenant=instance.tenant,
     )
 
 

@@ -17,6 +17,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from collections import namedtuple
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.parser import etree, parse_xml
 
 KVMFLEET_NS = "https://kvmfleet.dev/iaas/1"
@@ -32,14 +34,20 @@ def _sub(parent, local_name, text):
 
 
 SEED_KEY = "seed-sha256"
+TENANT_KEY = "tenant"
+
+# What read_instance finds in a domain's metadata.
+Instance = namedtuple("Instance", "managed group annotations seed_digest tenant")
 
 
-def build_metadata_element(group=None, annotations=(), seed_digest=None):
+def build_metadata_element(group=None, annotations=(), seed_digest=None, tenant=None):
     """Our ``<kvmfleet:instance>`` element."""
     instance = etree.Element("{%s}%s" % (KVMFLEET_NS, METADATA_ELEMENT), nsmap={KVMFLEET_PREFIX: KVMFLEET_NS})
     _sub(instance, "managed-by", MANAGED_BY)
     if group is not None:
         _sub(instance, "group", group)
+    if tenant is not None:
+        _sub(instance, TENANT_KEY, tenant)
     if seed_digest is not None:
         _sub(instance, SEED_KEY, seed_digest)
     for key, value in annotations:
@@ -63,11 +71,11 @@ def parse_metadata(element):
 
 
 def read_instance(root):
-    """(managed, group, annotations, seed digest) from a domain root's ``<metadata>``; the DomainSpec form."""
+    """An ``Instance`` from a domain root's ``<metadata>``; the DomainSpec form."""
     instance = root.find(INSTANCE_PATH)
     if instance is None:
-        return False, None, (), None
-    group = seed = None
+        return Instance(False, None, (), None, None)
+    group = seed = tenant = None
     annotations = []
     for child in instance:
         if not isinstance(child.tag, str) or etree.QName(child).namespace != KVMFLEET_NS:
@@ -78,9 +86,11 @@ def read_instance(root):
             group = value or None
         elif key == SEED_KEY:
             seed = value or None
+        elif key == TENANT_KEY:
+            tenant = value or None
         elif key != "managed-by":
             annotations.append((key, value))
-    return True, group, tuple(annotations), seed
+    return Instance(True, group, tuple(annotations), seed, tenant)
 
 
 def with_seed_digest(xml, digest):

@@ -27,7 +27,7 @@ LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredu
 LIVE_FIELDS = ("vcpus", "memory_mb")
 
 _ANNOTATION_KEY_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_RESERVED_KEYS = ("managed-by", "group", "seed-sha256")
+_RESERVED_KEYS = ("managed-by", "group", "seed-sha256", "tenant")
 # The cloud-init seed: a read-only cdrom on a virtio-scsi controller, which every machine type
 # has and the Debian cloud kernel reads (it has no AHCI for a q35 SATA cdrom).
 SEED_SUFFIX = "-seed.iso"
@@ -71,6 +71,7 @@ class DomainSpec:
     extra (key, text) children of our metadata element. ``managed`` is False for a parsed
     domain without our metadata. ``seed_digest`` is the sha256 of the cloud-init seed's
     documents (metadata ``seed-sha256``), by which the vm module tells whether the seed changed.
+    ``tenant`` is the VM's owner (metadata ``tenant``, docs/tenancy.md); None: the operator's.
     """
 
     name: str
@@ -100,6 +101,7 @@ class DomainSpec:
     annotations: Tuple[Tuple[str, str], ...] = ()
     managed: bool = True
     seed_digest: Optional[str] = None
+    tenant: Optional[str] = None
 
     @property
     def effective_vcpus_max(self):
@@ -162,6 +164,8 @@ def check_spec(spec):
     macs = [nic.mac.lower() for nic in spec.interfaces]
     if len(set(macs)) != len(macs):
         _invalid("interfaces", macs, "MACs must be unique")
+    if spec.tenant is not None and not _ANNOTATION_KEY_RE.match(spec.tenant):
+        _invalid("tenant", spec.tenant, "must be a tenant name (RFC 1123 label)")
     for key, _value in spec.annotations:
         if not _ANNOTATION_KEY_RE.match(key) or key in _RESERVED_KEYS:
             _invalid("annotations", key, "keys are lowercase words with '-' and not %s" % ", ".join(_RESERVED_KEYS))

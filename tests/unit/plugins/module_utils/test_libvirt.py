@@ -176,6 +176,7 @@ def test_running_domain_fact_follows_the_schema():
         "state": "running",
         "managed": True,
         "group": "web",
+        "tenant": None,
         "vcpus": 2,
         "vcpus_max": 8,
         "memory_mb": 1024,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not i
 
 SCHEMA_KEYS = {"maintenance", "reachable", "error", "hostname", "virt_types", "cpus", "memory_mb", "memory_free_mb",
                "storage", "allocated", "utilization", "domains"}
-DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
+DOMAIN_KEYS = {"name", "uuid", "state", "managed", "group", "tenant", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb",
                "balloon_mb", "cpu_percent", "disks", "macs", "addresses", "guest"}
 
 

@@ -1,4 +1,6 @@
 """The vm module against libvirt's test driver (test:///default): real libvirt calls, no daemon."""
+import json
+
 import pytest
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
@@ -158,3 +160,19 @@ def test_diff_mode_shows_the_domain_xml_before_and_after(conn, run_module):
     gone = run_module(vm, dict(name="web1", state="absent", uri=URI, _ansible_diff=True))
     assert "<name>web1</name>" in gone["diff"]["before"] and gone["diff"]["after"] == ""
     assert "diff" not in run_module(vm, BASE)
+
+
+def test_the_owner_is_kept_in_the_metadata_and_another_owner_only_hears_the_name_is_taken(conn, run_module):
+    made = run_module(vm, dict(BASE, tenant="acme"))
+    assert made["changed"] is True
+    xml = conn.lookupByName("web1").XMLDesc(2)
+    assert "<kvmfleet:tenant>acme</kvmfleet:tenant>" in xml
+    assert run_module(vm, dict(BASE, tenant="acme"))["changed"] is False
+    refused = run_module(vm, dict(BASE, tenant="initech"))
+    assert refused["failed"] is True and refused["msg"] == "the name web1 is taken on this host; choose another"
+    assert "acme" not in json.dumps(refused)
+    # the operator (no tenant) acts on any tenant's VM
+    stopped = run_module(vm, dict(BASE, state="stopped"))
+    assert stopped["steps"] == ["stop"] and "<kvmfleet:tenant>acme</kvmfleet:tenant>" in conn.lookupByName("web1").XMLDesc(2)
+    bad = run_module(vm, dict(BASE, name="web2", tenant="Acme"))
+    assert bad["failed"] is True and "tenant='Acme'" in bad["msg"] and names(conn) == ["test", "web1"]

@@ -11,7 +11,7 @@ except ImportError:
 
 pytestmark = pytest.mark.skipif(libvirt is None, reason="libvirt-python is not installed")
 
-VM_KEYS = {"name", "uuid", "host", "state", "managed", "group", "metadata", "vcpus", "vcpus_max", "memory_mb",
+VM_KEYS = {"name", "uuid", "host", "state", "managed", "group", "tenant", "metadata", "vcpus", "vcpus_max", "memory_mb",
            "memory_max_mb", "balloon_mb", "disks", "macs", "addresses", "guest"}
 
 
