@@ -3,7 +3,7 @@
 For each host directory under RRD_DIR (one per node, one per VM: VMs are the spoofed hosts
 that carry vm_cpu_percent) it draws CPU, memory, disk and network over each period into
 OUT/HOST/GRAPH-PERIOD.png, and writes OUT/index.json: per picture the host, kind, graph,
-period, the colour of its main data series and where rrdtool put the plot area, so a dashboard
+period, the colours of its main and second data series and where rrdtool put the plot area, so a dashboard
 (or a test) can find and check it.
 
 Installed by the kvmfleet.iaas.ganglia role; stdlib + the rrdtool command only.
@@ -175,6 +175,7 @@ def render(args):
                 info = parse_graphv(proc.stdout)
                 index.append({"file": rel, "host": host, "kind": kind, "graph": graph,
                               "period": period, "colour": COLOURS[graph],
+                              "second_colour": SECOND[graph],
                               "plot": {k: info.get("graph_" + k) for k in ("left", "top", "width", "height")},
                               "image": {k: info.get("image_" + k) for k in ("width", "height")}})
     tmp = os.path.join(args.out, "index.json.tmp")
