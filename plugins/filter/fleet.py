@@ -6,11 +6,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# Documentation of each filter is in its sidecar file: migration_uri.yml, peer_names.yml.
+# Documentation of each filter is in its sidecar file: migration_uri.yml, peer_names.yml,
+# tenant_fleet_status.yml.
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import transport
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.tenants import Tenants
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.views import tenant_fleet_view
 from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.filter_errors import filter_errors
-from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import host_vars
+from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import facts_by_host, host_vars, plain
 
 
 @filter_errors
@@ -25,6 +28,14 @@ def peer_names(host, hostvars):
     return [list(pair) for pair in transport.peer_names(host, host_vars(hostvars, host))]
 
 
+@filter_errors
+def tenant_fleet_status(hostvars, tenant, hosts, tenants=None, default_quota=None, images=None):
+    """fleet_status's report for one tenant: {tenant, complete, vms, images, usage, quota} from the
+    ``kvmfleet_hypervisor`` facts of ``hosts`` (tenancy/views.py: nothing of the hosts)."""
+    declared = Tenants(plain(tenants), plain(default_quota))
+    return tenant_fleet_view(facts_by_host(hostvars, list(hosts or ())), plain(tenant), declared, plain(images or []))
+
+
 class FilterModule(object):
     def filters(self):
-        return {"migration_uri": migration_uri, "peer_names": peer_names}
+        return {"migration_uri": migration_uri, "peer_names": peer_names, "tenant_fleet_status": tenant_fleet_status}

@@ -53,6 +53,9 @@ options:
   peer_names:
     description: Keyword arguments of the C(kvmfleet.iaas.peer_names) filter.
     type: dict
+  tenant_fleet_status:
+    description: Keyword arguments of the C(kvmfleet.iaas.tenant_fleet_status) filter; C(hostvars) is the play's own.
+    type: dict
 attributes:
   check_mode:
     support: full

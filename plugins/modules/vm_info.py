@@ -38,6 +38,21 @@ options:
         RV(reachable=false).
     type: bool
     default: false
+  tenant:
+    description:
+      - Only the VMs this tenant owns (the C(tenant) of their kvmfleet metadata, docs/tenancy.md),
+        in the tenant's view, each VM with C(name), C(uuid), C(state), C(tenant), C(group),
+        C(vcpus), C(vcpus_max), C(memory_mb), C(memory_max_mb), C(balloon_mb), C(disks) (C(target)
+        and C(capacity_gb) only), C(disk_gb), C(macs), C(addresses) and C(guest) (C(agent),
+        C(hostname)), and never the host, disk paths, metadata or libvirt's errors.
+      - A VM of another tenant or of the operator is left out exactly like one that does not
+        exist, also when asked for by O(name).
+      - RV(host) is then null, RV(skipped_domains) empty (a warning says the list may be short),
+        and an unreachable libvirt is reported without its error text.
+      - Without it, every VM, with every field (the operator's view).
+      - Must be an RFC 1123 label. The module cannot tell a declared tenant from an unknown one (it
+        runs on the hypervisor); the playbooks check it against C(kvmfleet_tenants) first.
+    type: str
 extends_documentation_fragment:
   - kvmfleet.iaas.connection
 attributes:
@@ -76,6 +91,11 @@ EXAMPLES = r"""
 - name: Refuse to go on without a complete picture
   ansible.builtin.assert:
     that: web1.reachable
+
+- name: What tenant acme sees of its VMs on this host
+  kvmfleet.iaas.vm_info:
+    tenant: acme
+  register: acme_vms
 """
 
 RETURN = r"""
@@ -90,12 +110,14 @@ error:
   type: str
   sample: null
 host:
-  description: The hypervisor's host name, as libvirt reports it; null when unreachable.
+  description: The hypervisor's host name, as libvirt reports it; null when unreachable or with O(tenant).
   returned: always
   type: str
   sample: node1
 vms:
-  description: The domains, sorted by name. Sizes in MiB (memory) and GiB (disk).
+  description:
+    - The domains, sorted by name. Sizes in MiB (memory) and GiB (disk).
+    - With O(tenant), only that tenant's, with the fields O(tenant) lists.
   returned: always
   type: list
   elements: dict
@@ -112,7 +134,7 @@ vms:
     host:
       description: The hypervisor it is defined on (RV(host)).
       type: str
-      returned: always
+      returned: without O(tenant)
       sample: node1
     state:
       description: Run state. A domain that is shutting down still counts as running.
@@ -123,7 +145,12 @@ vms:
     managed:
       description: Whether the domain carries kvmfleet metadata (kvmfleet made it).
       type: bool
+      returned: without O(tenant)
+    tenant:
+      description: The tenant that owns the VM (its kvmfleet metadata), or null for the operator's.
+      type: str
       returned: always
+      sample: acme
     group:
       description: Affinity group from the kvmfleet metadata, or null.
       type: str
@@ -132,7 +159,7 @@ vms:
     metadata:
       description: Every field of the kvmfleet metadata, or null when the domain has none.
       type: dict
-      returned: always
+      returned: without O(tenant)
       sample: {group: web}
     vcpus:
       description: Current vCPUs.
@@ -158,10 +185,16 @@ vms:
       description:
         - Disks (not CD-ROMs), sizes in GiB rounded up, null when libvirt cannot tell.
         - C(capacity_gb) is the virtual size, C(allocation_gb) the space the disk takes on the host.
+        - With O(tenant), C(target) and C(capacity_gb) only.
       type: list
       elements: dict
       returned: always
       sample: [{target: vda, path: /srv/kvmfleet/images/web1.qcow2, capacity_gb: 10, allocation_gb: 1}]
+    disk_gb:
+      description: The disks' virtual sizes added up, in GiB.
+      type: int
+      returned: with O(tenant)
+      sample: 10
     macs:
       description: MAC addresses of the domain's interfaces.
       type: list
@@ -190,9 +223,9 @@ vms:
         address_source:
           description: Where O(addresses) came from, C(agent), C(lease) or C(arp); null when none knew.
           type: str
-          returned: always
+          returned: without O(tenant)
 skipped_domains:
-  description: Domains left out because their own libvirt calls failed or timed out.
+  description: Domains left out because their own libvirt calls failed or timed out; empty with O(tenant).
   returned: always
   type: list
   elements: dict
@@ -201,11 +234,14 @@ skipped_domains:
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import VirtError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy import views
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import check_label
 
 
 class VmInfo(KvmfleetModule):
     argument_spec = dict(
         name=dict(type="str"),
+        tenant=dict(type="str"),
         addresses=dict(type="bool", default=True),
         fail_on_unreachable=dict(type="bool", default=False),
     )
@@ -214,15 +250,27 @@ class VmInfo(KvmfleetModule):
 
     def run(self):
         params = self.params
+        tenant = params["tenant"]
+        if tenant is not None:
+            check_label(tenant, "tenant")
         try:
             with self.connect() as virt:
                 host = virt.hostname()
                 listing = virt.list_domains(name=params["name"], with_addresses=params["addresses"],
                                             with_metadata=True)
         except VirtError as err:
+            if tenant is not None:
+                err = VirtError(views.HOST_UNREADABLE)   # libvirt's words name the host and its URI
             if params["fail_on_unreachable"]:
-                raise
+                raise err
             return dict(changed=False, reachable=False, error=str(err), host=None, vms=[], skipped_domains=[])
+        if tenant is not None:
+            if listing["skipped"]:
+                # whose they are is unknown: neither their names nor libvirt's errors go to a tenant
+                self.module.warn(views.SOME_UNREADABLE)
+            return dict(changed=False, reachable=True, error=None, host=None,
+                        vms=views.tenant_vms([vm_entry(fact, None) for fact in listing["domains"]], tenant),
+                        skipped_domains=[])
         for entry in listing["skipped"]:
             self.module.warn("domain %s skipped: %s" % (entry["name"], entry["error"]))
         return dict(changed=False, reachable=True, error=None, host=host,

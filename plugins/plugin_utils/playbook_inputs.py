@@ -24,6 +24,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.keys impor
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.seed import check_user_data
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import threshold
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.tenants import Tenants
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import (
     REQUEST_FIELDS,
     Limits,
@@ -126,12 +127,21 @@ def hostname_label(name, value):
     return check_label(value, name)
 
 
+def tenant_name(name, value):
+    """A tenant's name: a label. Empty is refused rather than read as the operator's view, so a
+    job template whose tenant variable came out empty shows nothing instead of everything."""
+    if value == "":
+        _fail(name, value, "must be a tenant's name; leave it out for the operator's view")
+    return check_label(value, name)
+
+
 boolean.doc, text.doc, absolute_path.doc, file_name.doc, vm_name.doc, as_given.doc = (
     "true | false", "text", "absolute path", "file name", "VM name (RFC 1123 label)", "see the request")
 live_threshold.doc = "percentage, 0 < value <= 100, or off"
 public_keys.doc = "list of SSH public keys (authorized_keys lines, no options)"
 cloud_config.doc = "cloud-config text (#cloud-config first), at most 64 KiB, no passwords in clear"
 hostname_label.doc = "hostname (RFC 1123 label)"
+tenant_name.doc = "tenant name (RFC 1123 label) declared in kvmfleet_tenants"
 
 # ---------------------------------------------------------------- whole requests
 
@@ -192,6 +202,16 @@ def scale_request(values, context):
     scaling.target_sizes(_LARGEST, **{key: values.get(key) for key in fields})
     coerce_int("vcpus", values.get("vcpus"), maximum=_LIMITS.vcpus_ceiling, required=False)
     coerce_int("memory_mb", values.get("memory_mb"), maximum=_LIMITS.memory_ceiling_mb, required=False)
+
+
+# The inventory's tenants (docs/tenancy.md), read on the controller: declare them in group `all`.
+TENANCY_VARS = ("kvmfleet_tenants", "kvmfleet_tenant_default_quota")
+
+
+def known_tenant(values, context):
+    """The tenant given is declared in kvmfleet_tenants (whose schema is checked with it)."""
+    if values.get("tenant") is not None:
+        Tenants(context.get("kvmfleet_tenants"), context.get("kvmfleet_tenant_default_quota")).check(values["tenant"])
 
 
 def required(*names, **hint):
@@ -261,7 +281,8 @@ INPUTS = {
         hosts=dict(host=hypervisor), host_vars=_PLACED,
         requests=(required("name", "image_src", usage="give the VM's name and the disk image on this controller: "
                                                       "-e name=NAME -e image_src=/path/to/disk.qcow2"),)),
-    "fleet_status": dict(vars=dict(sample_seconds=number(0, 60), report_file=text), host_vars=_SAMPLE),
+    "fleet_status": dict(vars=dict(sample_seconds=number(0, 60), report_file=text, tenant=tenant_name), host_vars=_SAMPLE,
+                         reads=TENANCY_VARS, requests=(known_tenant,)),
     "setup_node": dict(vars=dict(target=text, setup_nfs=boolean, setup_ganglia=boolean)),
     "graphs": dict(vars=dict(ganglia_graphs_fetch_dir=text, ganglia_graphs_width=integer(100, 4000),
                              ganglia_graphs_height=integer(50, 2000))),

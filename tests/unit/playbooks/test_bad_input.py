@@ -45,6 +45,9 @@ CASES = [
      "kvmfleet_patrol_sample_seconds='600': must be >= 0 and <= 60 (on hvdead)"),
     ("submit_vm", dict(name="web1", image_src="/etc/hostname", vcpus=0), "vcpus='0': must be >= 1"),
     ("fleet_status", dict(sample_seconds=-1), "sample_seconds='-1': must be >= 0 and <= 60"),
+    ("fleet_status", dict(tenant="globex"), "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),
+    ("fleet_status", dict(tenant="ac_me"), "tenant='ac_me': must be an RFC 1123 hostname label: lowercase letters, "
+                                           "digits and '-', not starting or ending with '-'"),
     ("setup_node", dict(setup_nfs="maybe"), "setup_nfs='maybe': must be true or false"),
     ("graphs", dict(ganglia_graphs_fetch_dir=""), "ganglia_graphs_fetch_dir='': must be a non-empty string"),
 ]

@@ -68,6 +68,7 @@ FILTERS = [
     ("rebalance", "patrol_record", [None, []], {}, set()),
     ("fleet", "migration_uri", ["node1", FLEET], {}, set()),
     ("fleet", "peer_names", ["node1", FLEET], {}, set()),
+    ("fleet", "tenant_fleet_status", [FLEET, "acme", ["node1"]], {"tenants": {"acme": {}}}, set()),
 ]
 
 PROBE = r'''

@@ -99,3 +99,28 @@ def test_every_rule_has_a_doc_and_every_playbook_reads_its_variables():
         assert set(spec.get("vars", {})) <= set(controller)
         for rule in list(spec.get("vars", {}).values()) + list(spec.get("host_vars", {}).values()):
             assert rule is dict or getattr(rule, "doc", None), (playbook, rule)
+
+
+TENANTS = {"kvmfleet_tenants": {"acme": {"quota": {"vms": 2}}, "initech": None}}
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(TENANTS, tenant="globex"), "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),
+    (dict(tenant="acme"), "tenant='acme': no such tenant (declare it in kvmfleet_tenants)"),   # none declared
+    (dict(TENANTS, tenant="Acme"), "tenant='Acme': must be lowercase"),
+    (dict(TENANTS, tenant="ac_me"), "tenant='ac_me': must be an RFC 1123 hostname label"),
+    (dict(TENANTS, tenant=""), "tenant='': must be a tenant's name; leave it out for the operator's view"),
+    (dict(tenant="acme", kvmfleet_tenants={"acme": {"quota": {"cpus": 4}}}),
+     "kvmfleet_tenants.acme.quota: unknown quota key cpus (known: vcpus,"),
+    (dict(TENANTS, tenant="acme", kvmfleet_tenant_default_quota={"vms": -1}),
+     "kvmfleet_tenant_default_quota.vms: must be a whole number >= 0"),
+])
+def test_fleet_status_refuses_an_unknown_or_bad_tenant(given, message):
+    assert refused("fleet_status", given).startswith(message)
+
+
+def test_fleet_status_takes_a_declared_tenant_and_without_one_ignores_the_tenants():
+    assert check_inputs("fleet_status", dict(TENANTS, tenant="initech"), None, HV) == {"tenant": "initech"}
+    # the operator's report does not depend on the tenants' declarations
+    assert check_inputs("fleet_status", {"kvmfleet_tenants": {"Bad": 1}}, None, HV) == {}
+    assert set(names("fleet_status")[0]) >= {"tenant", "kvmfleet_tenants", "kvmfleet_tenant_default_quota"}
