@@ -35,23 +35,25 @@ options:
     description:
       - C(running) defines and starts, C(stopped) defines and shuts off, C(present) defines and
         leaves the power state, C(absent) deletes the VM and its disk.
+      - C(running) or C(stopped) without I(vcpus), I(memory_mb) and I(disk_gb) only starts or stops
+        a VM that exists (power_vm.yml), changing nothing else; a VM that does not exist is refused.
     type: str
     choices: [present, running, stopped, absent]
     default: running
   vcpus:
-    description: vCPUs at start. Required unless I(state=absent).
+    description: vCPUs at start. Required to create a VM and with I(state=present).
     type: int
   vcpus_max:
     description: vCPUs the VM can be hot-scaled to; default min(8, host CPUs), at least I(vcpus).
     type: int
   memory_mb:
-    description: Memory at start in MiB. Required unless I(state=absent).
+    description: Memory at start in MiB. Required to create a VM and with I(state=present).
     type: int
   memory_max_mb:
     description: Memory the balloon can grow to, in MiB; default 4 x I(memory_mb) capped by host memory and 64 GiB.
     type: int
   disk_gb:
-    description: Size of the VM's disk in GiB. Required unless I(state=absent).
+    description: Size of the VM's disk in GiB. Required to create a VM and with I(state=present).
     type: int
   image:
     description: Base image in the pool directory; the disk is a qcow2 overlay on it. Blank disk when omitted.
@@ -128,6 +130,8 @@ options:
     description:
       - The tenant that owns a new VM, kept in its kvmfleet metadata (docs/tenancy.md); none for the operator's.
       - A VM of that name owned by someone else is refused as a taken name, without saying whose.
+      - With I(state=absent), or to start or stop only, a VM owned by someone else is treated as one
+        that does not exist (nothing is deleted; starting or stopping it is refused as not found).
     type: str
   ipv4:
     description: A fixed address the guest configures itself (cloud-init network-config version 2).
@@ -264,12 +268,14 @@ vm:
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.base_module import KvmfleetModule
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.seed import SeedMaker
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.vm import VmOps
 
 _REQUEST_FIELDS = ("name", "vcpus", "vcpus_max", "memory_mb", "memory_max_mb", "disk_gb", "image",
                    "kernel", "initrd", "cmdline", "group")
 # module option -> keyword of vmplan.desired_domain
+_SIZES = ("vcpus", "memory_mb", "disk_gb")     # all three make a VM; none: power only
 _CLOUD_INIT_FIELDS = ("ssh_authorized_keys", "user_data", "hostname", "ipv4")
 _DOMAIN_OPTIONS = dict(bridge="bridge", virt_type="domain_type", console_dir="console_dir", serial="serial",
                        cpu_mode="cpu_mode", machine="machine", tenant="tenant")
@@ -308,7 +314,7 @@ class VmModule(KvmfleetModule):
                                             gateway=dict(type="str"), nameservers=dict(type="list", elements="str"))),
     )
     module_kwargs = dict(
-        required_if=[("state", state, ["vcpus", "memory_mb", "disk_gb"]) for state in ("present", "running", "stopped")],
+        required_if=[("state", "present", ["vcpus", "memory_mb", "disk_gb"])],
         supports_check_mode=True,
     )
 
@@ -318,7 +324,14 @@ class VmModule(KvmfleetModule):
             ops = VmOps(virt, self.connect, check_mode=self.module.check_mode, diff=self.module._diff,
                         seeds=SeedMaker(self.module.run_command, self.module.get_bin_path))
             if params["state"] == "absent":
-                return ops.remove(params["name"])
+                return ops.remove(params["name"], tenant=params["tenant"])
+            given = [size for size in _SIZES if params[size] is not None]
+            if given and len(given) < len(_SIZES):
+                raise ValidationError("give all of %s to make or check a VM, or none of them to only start or stop it; "
+                                      "got only %s" % (", ".join(_SIZES), ", ".join(given)), field=given[0])
+            if not given:     # start or stop only
+                return ops.power(params["name"], params["state"], tenant=params["tenant"],
+                                 autostart=params["autostart"], stop_timeout=params["stop_timeout"])
             return ops.ensure(params["state"], dict((f, params[f]) for f in _REQUEST_FIELDS if params[f] is not None),
                               params["pool"], dict((kw, params[opt]) for opt, kw in _DOMAIN_OPTIONS.items()),
                               mac=params["mac"], autostart=params["autostart"], stop_timeout=params["stop_timeout"],

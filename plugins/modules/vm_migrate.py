@@ -130,6 +130,12 @@ options:
         applied within 50 ms of the start whatever this is.
     type: float
     default: 0.25
+  tenant:
+    description:
+      - Act only on a VM this tenant owns (the C(tenant) of its kvmfleet metadata, docs/tenancy.md);
+        a VM of another tenant or of the operator is refused exactly as a VM that does not exist.
+      - Unset, the operator acts on every VM.
+    type: str
 extends_documentation_fragment:
   - kvmfleet.iaas.connection
 attributes:
@@ -298,6 +304,7 @@ class VmMigrate(KvmfleetModule):
         migration_timeout=dict(type="float"),
         timeout_action=dict(type="str", default="abort", choices=list(migration.TIMEOUT_ACTIONS)),
         poll_interval=dict(type="float", default=0.25),
+        tenant=dict(type="str"),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -311,7 +318,7 @@ class VmMigrate(KvmfleetModule):
         with self.connect() as src:
             ops = MigrateOps(src, lambda: VirtConnection(p["destination_uri"], timeout=p["timeout"]), p["name"],
                              p["destination_uri"], destination=p["destination"], poll_interval=p["poll_interval"],
-                             check_mode=self.module.check_mode, warn=self.module.warn)
+                             check_mode=self.module.check_mode, warn=self.module.warn, tenant=p["tenant"])
             return ops.move(options)
 
 

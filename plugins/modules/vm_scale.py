@@ -71,6 +71,12 @@ options:
         released). A shrink the guest has not made by then is undone and reported as refused.
     type: float
     default: 30
+  tenant:
+    description:
+      - Act only on a VM this tenant owns (the C(tenant) of its kvmfleet metadata, docs/tenancy.md);
+        a VM of another tenant or of the operator is refused exactly as a VM that does not exist.
+      - Unset, the operator acts on every VM.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -187,6 +193,7 @@ class VmScaleModule(KvmfleetModule):
         allow_restart=dict(type="bool", default=False),
         stop_timeout=dict(type="float", default=60.0),
         wait=dict(type="float", default=30.0),
+        tenant=dict(type="str"),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -194,7 +201,8 @@ class VmScaleModule(KvmfleetModule):
         params = self.params
         with self.connect() as virt:
             ops = ScaleOps(virt, params["name"], wait=params["wait"], stop_timeout=params["stop_timeout"],
-                           check_mode=self.module.check_mode, diff=self.module._diff, warn=self.module.warn)
+                           check_mode=self.module.check_mode, diff=self.module._diff, warn=self.module.warn,
+                           tenant=params["tenant"])
             request = dict((key, params[key]) for key in ("vcpus", "memory_mb", "resource", "direction", "step"))
             return ops.scale(request, allow_restart=params["allow_restart"])
 

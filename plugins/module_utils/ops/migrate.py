@@ -22,6 +22,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     ValidationError,
     VirtError,
 )
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.ownership import find_visible_domain
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import seed_of
 
@@ -35,8 +36,9 @@ class MigrateOps:
     """
 
     def __init__(self, src, connect_destination, name, destination_uri, destination=None, poll_interval=0.25,
-                 check_mode=False, warn=None):
+                 check_mode=False, warn=None, tenant=None):
         self.src = src
+        self.tenant = tenant     # set: only that tenant's VM; another's is not found (ops/ownership.py)
         self.connect_destination = connect_destination
         self.name = name
         self.destination_uri = destination_uri
@@ -49,14 +51,14 @@ class MigrateOps:
         """Bring the VM to the destination as ``options`` (migration.PLAN_OPTIONS) say."""
         src, name = self.src, self.name
         src_host = src.hostname()
-        dom = src.find_domain(name)
+        dom = find_visible_domain(src, name, self.tenant)
         src_state = src.domain_state(dom) if dom is not None else None
         with self.connect_destination() as dst:
             dst_host = dst.hostname()
             if migration.same_host(src_host, dst_host, src.host_uuid(), dst.host_uuid()):
                 raise Conflict("%s: the destination %s is the source host %s" % (name, self.destination_uri, src_host),
                                source=src_host, destination=self.destination or dst_host)
-            dst_dom = dst.find_domain(name)
+            dst_dom = find_visible_domain(dst, name, self.tenant)
             dst_state = dst.domain_state(dst_dom) if dst_dom is not None else None
             result = dict(changed=False, source=src_host, destination=self.destination or dst_host,
                           unsafe_reason=None, postcopy=False, stats=None)

@@ -22,6 +22,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import (
     VirtError,
 )
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.facts import ACTIVE_STATES
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.ownership import find_visible_domain
 
 # seconds between reads of the guest's vCPU count and balloon while waiting for it
 _POLL = 0.5
@@ -34,9 +35,11 @@ class ScaleOps:
     the ACPI shutdown of a restart may take; ``warn`` shows a warning to the user.
     """
 
-    def __init__(self, virt, name, wait=30.0, stop_timeout=60.0, check_mode=False, diff=False, warn=None):
+    def __init__(self, virt, name, wait=30.0, stop_timeout=60.0, check_mode=False, diff=False, warn=None,
+                 tenant=None):
         self.virt = virt
         self.name = name
+        self.tenant = tenant     # set: only that tenant's VM; another's is not found (ops/ownership.py)
         self.wait = wait
         self.stop_timeout = stop_timeout
         self.check_mode = check_mode
@@ -46,7 +49,7 @@ class ScaleOps:
     def managed_domain(self):
         """The VM's domain; DomainNotFound when absent, NotManaged when kvmfleet did not make it."""
         virt, name = self.virt, self.name
-        dom = virt.find_domain(name)
+        dom = find_visible_domain(virt, name, self.tenant)
         if dom is None:
             raise DomainNotFound("no VM named %s on %s" % (name, virt.hostname()), name=name, host=virt.hostname())
         if virt.domain_metadata(dom) is None:

@@ -18,8 +18,9 @@ import os
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import vmplan
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.cloudinit.seed import SeedDocuments, network_config
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import KvmfleetError, NotManaged, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import DomainNotFound, KvmfleetError, NotManaged, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import derive_mac, normalize_mac
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.ownership import find_visible_domain
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.seed import SeedMaker, seed_path
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.diff import diff_domain
@@ -197,12 +198,52 @@ class VmOps:
     def volume_gb(self, volume):
         return int(math.ceil(self.virt.volume_capacity(volume) / float(_GIB)))
 
+    # ---- power only (a VM that exists, no sizes given)
+
+    def power(self, name, state, tenant=None, autostart=None, stop_timeout=60.0):
+        """Start (``running``) or stop (``stopped``) an existing VM, changing nothing else.
+
+        A VM that is not there, or that ``tenant`` does not own, is refused with the same words,
+        which say how to create it instead.
+        """
+        virt = self.virt
+        dom = find_visible_domain(virt, name, tenant)
+        if dom is None:
+            raise DomainNotFound("VM %s does not exist; to create it give vcpus, memory_mb and disk_gb" % name,
+                                 name=name)
+        xml = virt.domain_xml(dom, inactive=True)
+        if not domain_facts(xml)["managed"]:
+            raise NotManaged("the domain %s on this host was not made by kvmfleet; it is left untouched" % name,
+                             name=name)
+        current = dict(managed=True, state=virt.domain_state(dom), autostart=virt.autostart(dom))
+        steps = vmplan.plan_vm(state, current, True, autostart)
+        if steps and not self.check_mode:
+            for step in steps:
+                if step in (vmplan.AUTOSTART, vmplan.NOAUTOSTART):
+                    virt.set_autostart(dom, step == vmplan.AUTOSTART)
+                elif step == vmplan.START:
+                    virt.start_domain(dom)
+                elif step == vmplan.STOP:
+                    virt.stop_domain(dom, stop_timeout)
+        done = not steps or not self.check_mode
+        vm = dict(name=name, host=virt.hostname(), uuid=virt.domain_uuid(dom),
+                  state=virt.domain_state(dom) if done else vmplan.predicted_state(state, current, steps),
+                  autostart=virt.autostart(dom) if done else vmplan.predicted_autostart(current, autostart))
+        result = dict(changed=bool(steps), steps=steps, vm=vm)
+        if self.diff:     # a power change leaves the definition as it is
+            result["diff"] = dict(before=pretty(xml), after=pretty(xml), before_header=name, after_header=name)
+        return result
+
     # ---- absent
 
-    def remove(self, name):
-        """Stop the VM, remove its definition and the disk kvmfleet made for it (never a base image)."""
+    def remove(self, name, tenant=None):
+        """Stop the VM, remove its definition and the disk kvmfleet made for it (never a base image).
+
+        With ``tenant``, another tenant's (or the operator's) VM is left alone exactly as a VM that
+        does not exist: nothing changes.
+        """
         virt = self.virt
-        dom = virt.find_domain(name)
+        dom = find_visible_domain(virt, name, tenant)
         if dom is None:
             return dict(changed=False, steps=[], vm=dict(name=name, host=virt.hostname(), state="absent"))
         before_xml = virt.domain_xml(dom, inactive=True)

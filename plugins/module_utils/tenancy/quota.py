@@ -28,6 +28,12 @@ def owner_of(domain):
     return domain.get(OWNER_KEY) or (domain.get("metadata") or {}).get(OWNER_KEY) or None
 
 
+def acts_on(tenant, owner):
+    """Whether a request made for ``tenant`` may act on a VM (or image) ``owner`` owns: the
+    operator (None) acts on everything, a tenant on its own only."""
+    return tenant is None or (owner is not None and owner == tenant)
+
+
 def tenant_domains(facts_by_host, tenant):
     """(host, domain fact) of every domain ``tenant`` owns, over the reachable hosts."""
     found = []

@@ -139,3 +139,11 @@ def test_a_corrupt_ledger_is_a_clear_error(tmp_path):
     (tmp_path / "acme.json").write_text("{not json")
     with pytest.raises(ValidationError, match="is not JSON .*remove it to start afresh"):
         QuotaLedger(str(tmp_path)).claim("acme", {"vms": 2}, {"vms": 0}, "web1", {"vms": 1})
+
+
+def test_the_operator_acts_on_every_vm_a_tenant_on_its_own_only():
+    from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.quota import acts_on
+    assert acts_on(None, None) and acts_on(None, "acme")
+    assert acts_on("acme", "acme")
+    assert not acts_on("acme", None)          # the operator's VMs (and VMs made before tenancy)
+    assert not acts_on("acme", "initech")

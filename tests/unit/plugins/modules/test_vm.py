@@ -176,3 +176,52 @@ def test_the_owner_is_kept_in_the_metadata_and_another_owner_only_hears_the_name
     assert stopped["steps"] == ["stop"] and "<kvmfleet:tenant>acme</kvmfleet:tenant>" in conn.lookupByName("web1").XMLDesc(2)
     bad = run_module(vm, dict(BASE, name="web2", tenant="Acme"))
     assert bad["failed"] is True and "tenant='Acme'" in bad["msg"] and names(conn) == ["test", "web1"]
+
+
+def test_start_and_stop_only_need_no_sizes_and_change_nothing_else(conn, run_module):
+    run_module(vm, dict(BASE, tenant="acme"))
+    power = dict(name="web1", uri=URI, stop_timeout=0)
+    predicted = run_module(vm, dict(power, state="stopped", _ansible_check_mode=True))
+    assert predicted["changed"] is True and predicted["steps"] == ["stop"] and predicted["vm"]["state"] == "shutoff"
+    assert conn.lookupByName("web1").isActive()
+    stopped = run_module(vm, dict(power, state="stopped", tenant="acme"))
+    assert stopped["steps"] == ["stop"] and stopped["vm"]["state"] == "shutoff"
+    assert not conn.lookupByName("web1").isActive()
+    assert run_module(vm, dict(power, state="stopped", tenant="acme"))["changed"] is False
+    started = run_module(vm, dict(power, state="running"))       # the operator starts any VM
+    assert started["steps"] == ["start"] and conn.lookupByName("web1").isActive()
+    # the definition is as it was: sizes, owner
+    assert "<kvmfleet:tenant>acme</kvmfleet:tenant>" in conn.lookupByName("web1").XMLDesc(2)
+    assert parse_domain_xml(conn.lookupByName("web1").XMLDesc(2))["vcpus"] == 2
+
+
+def test_another_tenants_vm_cannot_be_stopped_or_deleted_and_is_not_named_as_theirs(conn, run_module):
+    run_module(vm, dict(BASE, tenant="acme"))
+    run_module(vm, dict(BASE, name="ops1"))        # the operator's own VM
+    power = dict(uri=URI, stop_timeout=0, state="stopped", tenant="initech")
+    missing = run_module(vm, dict(power, name="web9"))
+    assert missing["failed"] is True
+    for name in ("web1", "ops1"):
+        refused = run_module(vm, dict(power, name=name))
+        assert refused["failed"] is True
+        assert refused["msg"] == missing["msg"].replace("web9", name)
+        assert "acme" not in json.dumps(refused)
+        kept = run_module(vm, dict(name=name, uri=URI, state="absent", tenant="initech"))
+        assert kept["changed"] is False and kept["vm"]["state"] == "absent" and kept["steps"] == []
+        assert conn.lookupByName(name).isActive()
+    assert volumes(conn) == ["ops1.qcow2", "web1.qcow2"]
+    deleted = run_module(vm, dict(name="web1", uri=URI, state="absent", tenant="acme"))
+    assert deleted["changed"] is True and names(conn) == ["ops1", "test"] and volumes(conn) == ["ops1.qcow2"]
+
+
+def test_start_or_stop_of_a_vm_that_is_not_there_says_how_to_create_it(conn, run_module):
+    result = run_module(vm, dict(name="web1", uri=URI, state="running"))
+    assert result["failed"] is True
+    assert result["msg"] == "VM web1 does not exist; to create it give vcpus, memory_mb and disk_gb"
+    partial = run_module(vm, dict(name="web1", uri=URI, state="running", vcpus=2, memory_mb=512))
+    assert partial["failed"] is True
+    assert partial["msg"] == ("give all of vcpus, memory_mb, disk_gb to make or check a VM, or none of them to "
+                              "only start or stop it; got only vcpus, memory_mb")
+    assert names(conn) == ["test"] and volumes(conn) == []
+    present = run_module(vm, dict(name="web1", uri=URI, state="present"))
+    assert present["failed"] is True and "vcpus" in present["msg"] and names(conn) == ["test"]

@@ -278,3 +278,17 @@ def test_a_failed_upload_leaves_no_half_made_volume(conn, tmp_path):
         with pytest.raises(VirtError, match="virStorageVolUpload"):
             virt.upload_file(pool, "kvf-mig1-seed.iso", str(tmp_path / "seed.iso"))
         assert virt.lookup_volume(pool, "kvf-mig1-seed.iso") is None
+
+
+def test_a_tenant_cannot_move_a_vm_it_does_not_own(conn, destination, run_module):
+    from ansible_collections.kvmfleet.iaas.plugins.modules import vm
+    made = run_module(vm, dict(name="kvf-mig1", vcpus=1, memory_mb=128, disk_gb=1, pool="default-pool",
+                               uri="test:///default", virt_type="qemu", serial="pty", tenant="acme"))
+    assert made["changed"] is True
+    missing = run_module(vm_migrate, args(name="kvf-nowhere", tenant="initech"))
+    refused = run_module(vm_migrate, args(tenant="initech"))
+    assert refused["failed"] and refused["msg"] == missing["msg"].replace("kvf-nowhere", "kvf-mig1")
+    assert "acme" not in str(refused) and conn.lookupByName("kvf-mig1").isActive()
+    # its owner gets past the lookup to the migration itself (which the test driver cannot do)
+    owned = run_module(vm_migrate, args(tenant="acme"))
+    assert owned["failed"] and "migration to node2 failed" in owned["msg"], owned["msg"]

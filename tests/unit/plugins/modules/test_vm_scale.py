@@ -167,3 +167,16 @@ def test_a_guest_that_has_not_taken_the_size_is_warned_about(web1, run_module, m
     result = run_module(vm_scale, dict(SCALE, memory_mb=1024))
     assert not result.get("failed") and result["guest"]["memory_taken"] is False, result
     assert len(warned) == 1 and "has not taken the whole new size" in warned[0], warned
+
+
+def test_another_tenants_vm_is_not_found_and_keeps_its_size(conn, run_module):
+    assert run_module(vm, dict(VM, name="web2", tenant="acme"))["changed"] is True
+    missing = run_module(vm_scale, dict(SCALE, name="web9", vcpus=3, tenant="initech"))
+    refused = run_module(vm_scale, dict(SCALE, name="web2", vcpus=3, tenant="initech"))
+    assert refused["failed"] is True and refused["msg"] == missing["msg"].replace("web9", "web2")
+    assert "acme" not in str(refused)
+    operator_vm = run_module(vm_scale, dict(SCALE, name="test", vcpus=1, tenant="initech"))
+    assert operator_vm["msg"] == missing["msg"].replace("web9", "test")
+    assert sizes(conn.lookupByName("web2"))["vcpus"] == 2
+    scaled = run_module(vm_scale, dict(SCALE, name="web2", vcpus=3, tenant="acme"))
+    assert scaled["changed"] is True and sizes(conn.lookupByName("web2"))["vcpus"] == 3
