@@ -214,6 +214,24 @@ def known_tenant(values, context):
         Tenants(context.get("kvmfleet_tenants"), context.get("kvmfleet_tenant_default_quota")).check(values["tenant"])
 
 
+def operator_only(*names, **why):
+    """With a tenant, none of ``names`` may be given: they pick hosts or skip the checks that keep
+    tenants apart (``why`` per name says why; the default: hosts are the operator's business)."""
+    def check(values, context):
+        if values.get("tenant") is None:
+            return
+        given = [name for name in names if values.get(name) not in (None, "", False)]
+        if given:
+            raise ValidationError("; ".join("%s is not for a tenant's request: %s"
+                                            % (name, why.get(name, "the fleet picks the host")) for name in given),
+                                  field=given[0])
+    return check
+
+
+_UNREACHABLE_WHY = dict(ignore_unreachable="a tenant's usage is counted over the whole fleet, "
+                                           "so every hypervisor must be read")
+
+
 def required(*names, **hint):
     """Each of ``names`` given (``a|b``: one of them at least), else the playbook's usage line."""
     def check(values, context):
@@ -245,15 +263,22 @@ _CREATE = dict(dict.fromkeys(_VM_FIELDS, as_given), address_timeout=integer(2, 3
 INPUTS = {
     "create_vm": dict(
         vars=dict(_CREATE, image=text, kernel=text, initrd=text, cmdline=text, ip=text, ip_range=text, group=text,
-                  ssh_authorized_keys=public_keys, user_data=cloud_config, hostname=hostname_label, **_COMMON),
+                  ssh_authorized_keys=public_keys, user_data=cloud_config, hostname=hostname_label,
+                  tenant=tenant_name, **_COMMON),
         hosts=dict(host=hypervisor), host_vars=_PLACED,
-        reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network"),
-        requests=(vm_request,)),
-    "delete_vm": dict(vars=dict(name=text, **_COMMON),
-                      requests=(required("name", usage="give the VM to delete: -e name=NAME"),)),
-    "migrate_vm": dict(vars=dict(vm=text, policy=_PLACEMENT["policy"], migrate_options=dict),
-                       hosts=dict(target=hypervisor), host_vars=_PLACED,
-                       requests=(required("vm", usage="say which VM: -e vm=NAME [-e target=HOST]"), migrate_options)),
+        reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network") + TENANCY_VARS,
+        requests=(vm_request, known_tenant, operator_only("host", "ignore_unreachable", **_UNREACHABLE_WHY))),
+    "delete_vm": dict(vars=dict(name=text, tenant=tenant_name, **_COMMON), reads=TENANCY_VARS,
+                      requests=(required("name", usage="give the VM to delete: -e name=NAME"), known_tenant)),
+    "power_vm": dict(vars=dict(name=vm_name, state=choice("running", "stopped"), tenant=tenant_name,
+                               stop_timeout=number(0, 3600), **_COMMON), reads=TENANCY_VARS,
+                     requests=(required("name", "state", usage="say which VM and how: -e name=NAME -e state=running|stopped"),
+                               known_tenant)),
+    "migrate_vm": dict(vars=dict(vm=text, policy=_PLACEMENT["policy"], migrate_options=dict, tenant=tenant_name),
+                       hosts=dict(target=hypervisor), host_vars=_PLACED, reads=TENANCY_VARS,
+                       requests=(required("vm", usage="say which VM: -e vm=NAME [-e target=HOST]"), migrate_options,
+                                 known_tenant, operator_only("target", "migrate_options",
+                                                             migrate_options="how a VM moves is the operator's"))),
     "evacuate_host": dict(vars=dict(parallel=integer(1, 100), maintenance=boolean, maintenance_reason=text,
                                     policy=_PLACEMENT["policy"], migrate_options=dict),
                           hosts=dict(host=hypervisor), host_vars=_PLACED,
@@ -262,10 +287,10 @@ INPUTS = {
     "scale_vm": dict(vars=dict(vm=text, vcpus=as_given, memory_mb=as_given, resource=as_given, direction=as_given,
                                step=as_given, allow_restart=boolean,
                                stop_timeout=number(0, 3600, low_included=False), wait=number(0, 3600),
-                               report_file=text),
-                     host_vars=_PLACED,
+                               report_file=text, tenant=tenant_name),
+                     host_vars=_PLACED, reads=TENANCY_VARS,
                      requests=(required("vm", "vcpus|memory_mb|resource|direction", usage=_SCALE_USAGE),
-                               scale_request)),
+                               scale_request, known_tenant)),
     "patrol": dict(vars=dict(apply=boolean, parallel=integer(1, 100), kvmfleet_patrol_parallel=integer(1, 100),
                              kvmfleet_patrol_state_dir=text, migrate_options=dict, report_file=text),
                    host_vars=dict(kvmfleet_patrol_sample_seconds=number(0, 60),

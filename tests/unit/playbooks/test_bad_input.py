@@ -48,6 +48,16 @@ CASES = [
     ("fleet_status", dict(tenant="globex"), "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),
     ("fleet_status", dict(tenant="ac_me"), "tenant='ac_me': must be an RFC 1123 hostname label: lowercase letters, "
                                            "digits and '-', not starting or ending with '-'"),
+    ("power_vm", dict(name="web1", state="paused", tenant="acme"), "state='paused': must be one of running, stopped"),
+    ("power_vm", dict(state="stopped"), "say which VM and how: -e name=NAME -e state=running|stopped"),
+    ("create_vm", dict(name="web1", vcpus=1, memory_mb=128, disk_gb=1, tenant="acme", host="hvdead",
+                       ignore_unreachable=True),
+     "host is not for a tenant's request: the fleet picks the host; ignore_unreachable is not for a tenant's "
+     "request: a tenant's usage is counted over the whole fleet, so every hypervisor must be read"),
+    ("migrate_vm", dict(vm="web1", tenant="acme", target="hvdead"),
+     "target is not for a tenant's request: the fleet picks the host"),
+    ("delete_vm", dict(name="web1", tenant="globex"), "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),
+    ("scale_vm", dict(vm="web1", vcpus=2, tenant=""), "tenant='': must be a tenant's name; leave it out for the operator's view"),
     ("setup_node", dict(setup_nfs="maybe"), "setup_nfs='maybe': must be true or false"),
     ("graphs", dict(ganglia_graphs_fetch_dir=""), "ganglia_graphs_fetch_dir='': must be a non-empty string"),
 ]
@@ -75,7 +85,7 @@ def _run(inventory, playbook, values):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad-input")
     inventory = tmp / "inventory.yml"
-    inventory.write_text(json.dumps({"all": {"children": {"hypervisors": {"hosts": {
+    inventory.write_text(json.dumps({"all": {"vars": {"kvmfleet_tenants": {"acme": {}}}, "children": {"hypervisors": {"hosts": {
         "hvdead": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}}}}}}))
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_run, inventory, playbook, values) for playbook, values, _msg in CASES]
