@@ -28,7 +28,7 @@ options:
       - Check every value the named playbook takes, from the play's variables and the
         C(hypervisors) hosts' inventory, against its range (plugin_utils/playbook_inputs.py).
     type: str
-    choices: [create_vm, delete_vm, evacuate_host, fleet_status, graphs, migrate_vm, patrol, scale_vm, setup_node, submit_vm]
+    choices: [create_vm, delete_vm, evacuate_host, fleet_status, graphs, migrate_vm, patrol, power_vm, scale_vm, setup_node, submit_vm]
   place:
     description: Keyword arguments of the C(kvmfleet.iaas.place) filter; C(hostvars) is the play's own.
     type: dict

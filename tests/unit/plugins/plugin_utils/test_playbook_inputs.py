@@ -124,3 +124,10 @@ def test_fleet_status_takes_a_declared_tenant_and_without_one_ignores_the_tenant
     # the operator's report does not depend on the tenants' declarations
     assert check_inputs("fleet_status", {"kvmfleet_tenants": {"Bad": 1}}, None, HV) == {}
     assert set(names("fleet_status")[0]) >= {"tenant", "kvmfleet_tenants", "kvmfleet_tenant_default_quota"}
+
+
+def test_decide_documents_every_playbook_it_checks():
+    import yaml
+    from ansible_collections.kvmfleet.iaas.plugins.modules import decide
+    documented = yaml.safe_load(decide.DOCUMENTATION)["options"]["inputs"]["choices"]
+    assert documented == sorted(INPUTS)
