@@ -34,8 +34,7 @@ def quota_task(args, tenants, default_quota, hostvars, state_dir=None, check_mod
     tenant = args.get("tenant")
     if not tenant:
         raise ValidationError("tenant is required: a quota is a tenant's (the operator has none)", field="tenant")
-    tenant = declared.check(tenant)
-    quota = declared.quota(tenant)
+    quota = declared.quota(tenant)          # refuses an undeclared tenant or one that is not a label
     state = args.get("state") or "claimed"
     if state not in STATES:
         raise ValidationError("state=%r: must be one of %s" % (state, ", ".join(STATES)), field="state", value=state)

@@ -101,7 +101,8 @@ def test_a_scale_claim_counts_while_its_vm_is_visible(tmp_path):
 def test_a_create_claim_stops_counting_once_the_facts_show_its_vm(tmp_path):
     run(tmp_path, vm="a3", demand=SMALL)
     shown = dict(HOSTVARS, hv3={"kvmfleet_hypervisor": facts(dom("a3", "acme"))})
-    assert run(tmp_path, hostvars=shown, state="query")["used"]["vms"] == 3      # once, from the facts
+    query = run(tmp_path, hostvars=shown, state="query")
+    assert query["used"]["vms"] == 3 and query["claims"] == {}           # once, from the facts
     # another tenant's VM of that name does not hide acme's claim
     taken = dict(HOSTVARS, hv3={"kvmfleet_hypervisor": facts(dom("a3", "initech"))})
     query = run(tmp_path, hostvars=taken, state="query")
