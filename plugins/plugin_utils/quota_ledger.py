@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.quota import claim, live_claims
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.quota import assess, live_claims
 
 DEFAULT_STATE_DIR = "~/.local/state/kvmfleet/quota"
 
@@ -59,15 +59,32 @@ class QuotaLedger:
             json.dump(claims, handle, sort_keys=True)
         os.replace(tmp, self._path(tenant))
 
-    def claim(self, tenant, quota, used, vm, demand, visible_vms=()):
-        """Check and record ``vm``'s claim (tenancy.quota.claim) under the tenant's lock."""
-        with self._locked(tenant):
-            claims = claim(tenant, quota, used, self._read(tenant), vm, demand, self.clock(), visible_vms)
-            self._write(tenant, claims)
-            return claims
+    def claims(self, tenant):
+        """The tenant's live claims {key: {demand, expires}}. Read without the lock: a write
+        replaces the file whole (os.replace), so a reader sees the old ledger or the new one."""
+        return live_claims(self._read(tenant), self.clock())
 
-    def release(self, tenant, vm):
-        """Drop ``vm``'s claim (its create finished, or failed and removed what it made)."""
+    def request(self, tenant, quota, used, vm, demand, visible_vms=(), record=True):
+        """Check ``vm``'s claim (tenancy.quota.assess) and, with ``record``, write it, under the
+        tenant's lock; {used, asked, after}. Without ``record`` (check mode) nothing is written,
+        not even the state directory or the lock file."""
+        if not record:
+            return assess(tenant, quota, used, self._read(tenant), vm, demand, self.clock(), visible_vms)[1]
+        with self._locked(tenant):
+            claims, report = assess(tenant, quota, used, self._read(tenant), vm, demand, self.clock(), visible_vms)
+            self._write(tenant, claims)
+            return report
+
+    def claim(self, tenant, quota, used, vm, demand, visible_vms=()):
+        """Check and record ``vm``'s claim under the tenant's lock; the tenant's claims after it."""
+        self.request(tenant, quota, used, vm, demand, visible_vms)
+        return self.claims(tenant)
+
+    def release(self, tenant, vm, record=True):
+        """Drop ``vm``'s claim (its create finished, or failed and removed what it made); whether
+        there was one. Without ``record`` (check mode) only says whether there is one."""
+        if not record:
+            return vm in self.claims(tenant)
         with self._locked(tenant):
             claims = live_claims(self._read(tenant), self.clock())
             had = claims.pop(vm, None) is not None

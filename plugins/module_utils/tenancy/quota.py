@@ -13,7 +13,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import ValidationError
-from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.tenants import RESOURCES
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.fleetview import unreachable_hosts
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.tenants import RESOURCE_NAMES, RESOURCES, check_quota
 
 OWNER_KEY = "tenant"
 
@@ -116,11 +117,76 @@ def with_claims(used, claims, visible_vms):
     return total
 
 
-def claim(tenant, quota, used, claims, vm, demand, now, visible_vms=()):
-    """Check ``demand`` for ``vm`` against ``quota`` counting the other live claims, and return the
-    ledger with this VM's claim added (a re-run for the same VM replaces its own claim)."""
+def assess(tenant, quota, used, claims, key, demand, now, visible_vms=()):
+    """Check ``demand`` for the claim ``key`` against ``quota`` counting the other live claims.
+
+    Returns (the ledger with this claim added, a re-run for the same key replacing its own;
+    {used: the usage with the other claims, asked, after}). Raises QuotaExceeded."""
     current = live_claims(claims, now)
-    current.pop(vm, None)
-    check_request(tenant, quota, with_claims(used, current, set(visible_vms)), demand)
-    current[vm] = dict(demand=dict(demand), expires=now + CLAIM_SECONDS)
-    return current
+    current.pop(key, None)
+    counted = with_claims(used, current, set(visible_vms))
+    after = check_request(tenant, quota, counted, demand)
+    current[key] = dict(demand=dict(demand), expires=now + CLAIM_SECONDS)
+    return current, dict(used=counted, asked=dict(demand), after=after)
+
+
+def claim(tenant, quota, used, claims, vm, demand, now, visible_vms=()):
+    """The ledger with ``vm``'s claim added, once ``demand`` fits (see assess)."""
+    return assess(tenant, quota, used, claims, vm, demand, now, visible_vms)[0]
+
+
+# ---------------------------------------------------------------- what the quota action is asked
+
+# What a claim may ask for: a VM's size at start, or a resize's increase (images are counted
+# from the image store, not claimed).
+DEMAND_KEYS = ("vcpus", "memory_mb", "disk_gb", "vms")
+CLAIM_KINDS = ("create", "scale")
+# A scale's claim is keyed apart from the VM's name: the VM is in the facts while it is resized,
+# and with_claims drops the claim of a VM the facts show (they count it at its old size).
+SCALE_PREFIX = "scale:"
+
+
+def claim_key(vm, kind="create"):
+    """The ledger key of ``vm``'s claim: its name for a create, ``scale:NAME`` for a scale."""
+    if kind not in CLAIM_KINDS:
+        raise ValidationError("kind=%r: must be one of %s" % (kind, ", ".join(CLAIM_KINDS)), field="kind", value=kind)
+    return SCALE_PREFIX + vm if kind == "scale" else vm
+
+
+def check_demand(value):
+    """A demand {vcpus, memory_mb, disk_gb, vms}: whole numbers >= 0, every key there (0 if left out)."""
+    if value is not None and isinstance(value, dict):
+        unknown = sorted(str(key) for key in value if key not in DEMAND_KEYS)
+        if unknown:
+            raise ValidationError("demand: unknown key%s %s (known: %s)" % ("s" if len(unknown) > 1 else "",
+                                  ", ".join(unknown), ", ".join(DEMAND_KEYS)), field="demand")
+    elif value is not None:
+        raise ValidationError("demand: must be a mapping of %s to whole numbers, got %r" % (", ".join(DEMAND_KEYS), value),
+                              field="demand")
+    return dict(dict((key, 0) for key in DEMAND_KEYS), **check_quota(value, "demand"))
+
+
+def require_complete(facts_by_host, tenant, ignore_unreachable=False):
+    """Refuse to count ``tenant``'s usage while a hypervisor's facts are missing or say it could
+    not be read (its VMs would be missed: the usage undercounted), unless ``ignore_unreachable``.
+    Returns {host: reason} of those hosts."""
+    if not facts_by_host:
+        raise ValidationError("no hypervisors to count tenant %s's usage on (hosts is empty)" % tenant, field="hosts")
+    unreachable = unreachable_hosts(facts_by_host)
+    if unreachable and not ignore_unreachable:
+        raise ValidationError(
+            "cannot count tenant %s's usage: %s (their VMs would be missed, so the usage could be undercounted; "
+            "bring them back, or pass ignore_unreachable=true to accept the risk)"
+            % (tenant, "; ".join("%s: %s" % item for item in unreachable.items())),
+            tenant=tenant, unreachable=unreachable)
+    return unreachable
+
+
+def visible_vms(facts_by_host, tenant):
+    """The names of ``tenant``'s VMs the facts show (their create claims are counted by the facts)."""
+    return sorted(set(dom.get("name") for _host, dom in tenant_domains(facts_by_host, tenant)))
+
+
+def full_quota(quota):
+    """Every resource of ``quota``, None for unlimited (as reports show it)."""
+    return dict((name, quota.get(name)) for name in RESOURCE_NAMES)
