@@ -174,10 +174,11 @@ def require_complete(facts_by_host, tenant, ignore_unreachable=False):
         raise ValidationError("no hypervisors to count tenant %s's usage on (hosts is empty)" % tenant, field="hosts")
     unreachable = unreachable_hosts(facts_by_host)
     if unreachable and not ignore_unreachable:
+        # The tenant reads this message (a job's output): it names no host and no SSH or libvirt
+        # error; the operator finds them in the facts tasks' results above it.
         raise ValidationError(
-            "cannot count tenant %s's usage: %s (their VMs would be missed, so the usage could be undercounted; "
-            "bring them back, or pass ignore_unreachable=true to accept the risk)"
-            % (tenant, "; ".join("%s: %s" % item for item in unreachable.items())),
+            "cannot count tenant %s's usage while %d hypervisor(s) cannot be read (their VMs would be missed); "
+            "try again later, or ask the operator" % (tenant, len(unreachable)),
             tenant=tenant, unreachable=unreachable)
     return unreachable
 
