@@ -152,7 +152,7 @@ hypervisor:
           type: int
           returned: always
         memory_mb:
-          description: Sum of current memory in MiB.
+          description: Sum of the domains' memory in MiB, as defined (see domains.memory_mb).
           type: int
           returned: always
         disk_gb:
@@ -237,7 +237,7 @@ hypervisor:
           type: int
           returned: always
         memory_mb:
-          description: Current memory in MiB.
+          description: Memory at start in MiB, as the definition has it (the balloon's live size is C(balloon_mb)); what quotas and placement count.
           type: int
           returned: always
         memory_max_mb:

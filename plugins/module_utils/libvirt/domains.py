@@ -177,6 +177,12 @@ class DomainCalls:
     def _domain_details(self, dom, stats, with_addresses):
         xml_info = parse_domain_xml(self.domain_xml(dom))
         active = state_name(stats.get("state.state")) in ACTIVE_STATES
+        if active:
+            # A running domain's live currentMemory follows the balloon (right after a start it is
+            # the maximum until the guest's driver inflates): memory_mb is the definition's size,
+            # which quotas and placement count; the live value is balloon_mb.
+            with nonfatal():
+                xml_info["memory_mb"] = parse_domain_xml(self.domain_xml(dom, inactive=True))["memory_mb"]
         guest = dict(agent=bool(active and xml_info["agent_connected"]), hostname=None, address_source=None)
         addresses = []
         if with_addresses and active:
