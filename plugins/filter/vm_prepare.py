@@ -12,10 +12,12 @@ from ansible_collections.kvmfleet.iaas.plugins.plugin_utils.hostvars import fact
 
 
 @filter_errors
-def vm_prepare(hostvars, request, hosts, image_dir=None, network=None, ignore_unreachable=False):
+def vm_prepare(hostvars, request, hosts, image_dir=None, network=None, ignore_unreachable=False,
+               tenant=None, tenant_image=None, public_images=None):
     """hostvars | kvmfleet.iaas.vm_prepare(request, groups['hypervisors'], ...) -> dict"""
     return prepare_vm(facts_by_host(hostvars, hosts), plain(request), image_dir=image_dir,
-                      network=network, ignore_unreachable=bool(ignore_unreachable))
+                      network=network, ignore_unreachable=bool(ignore_unreachable),
+                      tenant=tenant or None, tenant_image=tenant_image or None, public_images=plain(public_images))
 
 
 class FilterModule(object):

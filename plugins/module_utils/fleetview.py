@@ -12,6 +12,7 @@ __metaclass__ = type
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import Conflict, ValidationError
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.network.macaddr import allocate_mac, macs_in_use
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.placement.model import check_labels
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.images import resolve_tenant_image
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 
 
@@ -35,15 +36,21 @@ def locate_vm(facts_by_host, name):
     return found[0] if found else (None, None)
 
 
-def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unreachable=False):
+def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unreachable=False,
+               tenant=None, tenant_image=None, public_images=None):
     """Everything about a create request that the controller can settle before placement.
 
     Returns {request (normalised; ``labels`` for placement, {} when none), existing_host,
-    existing (domain facts), mac, mac_clash, unreachable}. Raises ValidationError for bad input, and refuses while hosts are unreachable
-    (a VM of that name, or its MAC, could be on them) unless ``ignore_unreachable``.
+    existing (domain facts), mac, mac_clash, unreachable}. Raises ValidationError for bad input,
+    and refuses while hosts are unreachable (a VM of that name, or its MAC, could be on them)
+    unless ``ignore_unreachable``. For a ``tenant``, ``tenant_image`` (the image the tenant
+    asked for; None: the request's own, the operator's default) is resolved among its own and
+    the ``public_images`` (tenancy/images.py), and the refusals name no host.
     """
     unreachable = unreachable_hosts(facts_by_host)
     request = dict(request)
+    if tenant is not None and tenant_image is not None:
+        request["image"] = resolve_tenant_image(image_dir, tenant_image, tenant, public_images)
     labels = check_labels(request.pop("labels", None), "labels")   # placement's, not the domain's
     # No VM can be larger than the largest host; that host's own check (vm module) is exact.
     reachable = [facts for host, facts in facts_by_host.items() if host not in unreachable]
@@ -51,6 +58,11 @@ def prepare_vm(facts_by_host, request, image_dir=None, network=None, ignore_unre
                                host_max_vcpus=max((f.get("cpus") or 0 for f in reachable), default=None) or None,
                                host_memory_mb=max((f.get("memory_mb") or 0 for f in reachable), default=None) or None,
                                path_exists=lambda _path: True)  # the chosen host checks the file
+    if unreachable and not ignore_unreachable and tenant is not None:
+        # A tenant reads this (a job's output): no host names, no SSH or libvirt errors.
+        raise ValidationError(
+            "cannot check that the name %s is unique while %d hypervisor(s) cannot be read; try again later, "
+            "or ask the operator" % (spec.name, len(unreachable)), field="name", value=spec.name, unreachable=unreachable)
     if unreachable and not ignore_unreachable:
         raise ValidationError(
             "cannot check that the name %s and its MAC are unique while these hypervisors cannot be read: %s "

@@ -69,6 +69,12 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  tenant:
+    description:
+      - The tenant that owns the image. It is kept in the tenant's own directory of the pool,
+        C(POOL_DIR/tenants/TENANT/) (made on its first image), where only that tenant (and the
+        operator) can boot it; see docs/tenancy.md. Left out, the image is the operator's, in the pool itself.
+    type: str
 requirements:
   - qemu-img (qemu-utils) on the target host
 attributes:
@@ -163,12 +169,14 @@ class ImageModule(KvmfleetModule):
         max_virtual_gb=dict(type="int", default=policy.DEFAULT_MAX_VIRTUAL_GB),
         checksum=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        tenant=dict(type="str"),
     )
     module_kwargs = dict(supports_check_mode=True)
 
     def run(self):
         params = self.params
-        self.image = PoolImage(self.module, params["pool_dir"], params["name"], params["max_virtual_gb"])
+        self.image = PoolImage(self.module, params["pool_dir"], params["name"], params["max_virtual_gb"],
+                               tenant=params["tenant"])
         record = self.image.read_record()
         if params["state"] == "absent":
             return self.absent(record)

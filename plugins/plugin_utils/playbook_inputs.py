@@ -230,6 +230,10 @@ def operator_only(*names, **why):
 
 _UNREACHABLE_WHY = dict(ignore_unreachable="a tenant's usage is counted over the whole fleet, "
                                            "so every hypervisor must be read")
+# A kernel or initrd is any file of the pool that QEMU reads: a tenant boots its images, the
+# operator's kernel (kvmfleet_vm_defaults) boots them.
+_KERNEL_WHY = dict((name, "the kernel a VM boots is the operator's (kvmfleet_vm_defaults)")
+                   for name in ("kernel", "initrd", "cmdline"))
 
 
 def required(*names, **hint):
@@ -266,8 +270,9 @@ INPUTS = {
                   ssh_authorized_keys=public_keys, user_data=cloud_config, hostname=hostname_label,
                   tenant=tenant_name, **_COMMON),
         hosts=dict(host=hypervisor), host_vars=_PLACED,
-        reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network") + TENANCY_VARS,
-        requests=(vm_request, known_tenant, operator_only("host", "ignore_unreachable", **_UNREACHABLE_WHY))),
+        reads=("kvmfleet_vm_defaults", "kvmfleet_image_dir", "kvmfleet_vm_network", "kvmfleet_public_images") + TENANCY_VARS,
+        requests=(vm_request, known_tenant, operator_only("host", "ignore_unreachable", "kernel", "initrd", "cmdline",
+                                                          **dict(_UNREACHABLE_WHY, **_KERNEL_WHY)))),
     "delete_vm": dict(vars=dict(name=text, tenant=tenant_name, **_COMMON), reads=TENANCY_VARS,
                       requests=(required("name", usage="give the VM to delete: -e name=NAME"), known_tenant)),
     "power_vm": dict(vars=dict(name=vm_name, state=choice("running", "stopped"), tenant=tenant_name,
@@ -302,12 +307,14 @@ INPUTS = {
     "submit_vm": dict(
         # image_src, domain_xml and image_checksum: the playbook's own checks (paths on the controller)
         vars=dict(_CREATE, **dict(_VM_FIELDS, image_src=text, domain_xml=text, image_name=file_name, image_format=choice("auto", "qcow2", "raw"),
-                  kvmfleet_image_max_virtual_gb=integer(1, _LIMITS.disk_ceiling_gb), **_COMMON)),
-        hosts=dict(host=hypervisor), host_vars=_PLACED,
+                  kvmfleet_image_max_virtual_gb=integer(1, _LIMITS.disk_ceiling_gb), tenant=tenant_name, **_COMMON)),
+        hosts=dict(host=hypervisor), host_vars=_PLACED, reads=TENANCY_VARS,
         requests=(required("name", "image_src", usage="give the VM's name and the disk image on this controller: "
-                                                      "-e name=NAME -e image_src=/path/to/disk.qcow2"),)),
+                                                      "-e name=NAME -e image_src=/path/to/disk.qcow2"),
+                  known_tenant, operator_only("host", "ignore_unreachable", "kernel", "initrd", "cmdline",
+                                              **dict(_UNREACHABLE_WHY, **_KERNEL_WHY)))),
     "fleet_status": dict(vars=dict(sample_seconds=number(0, 60), report_file=text, tenant=tenant_name), host_vars=_SAMPLE,
-                         reads=TENANCY_VARS, requests=(known_tenant,)),
+                         reads=TENANCY_VARS + ("kvmfleet_public_images",), requests=(known_tenant,)),
     "setup_node": dict(vars=dict(target=text, setup_nfs=boolean, setup_ganglia=boolean)),
     "graphs": dict(vars=dict(ganglia_graphs_fetch_dir=text, ganglia_graphs_width=integer(100, 4000),
                              ganglia_graphs_height=integer(50, 2000))),

@@ -1,8 +1,9 @@
 """Tenants on the lab (issue 13): two tenants, a quota that refuses and makes nothing, and tenant B
-neither seeing, scaling, moving, stopping nor deleting tenant A's VM, nor booting A's image; the
-operator sees both. One VM per tenant is booted for the whole module, to keep the lab's time."""
+neither seeing, scaling, moving, stopping nor deleting tenant A's VM; a tenant boots its own
+submitted image, which the other can neither boot nor see; the operator sees both. One VM per tenant is booted for the whole module, to keep the lab's time."""
 import json
 import shutil
+import subprocess
 
 import pytest
 
@@ -69,9 +70,9 @@ def tenants(onboarded, tmp_path_factory):
             assert run.rc == 0 and run.report["state"] == "running", run
         yield onboarded
     finally:
-        for name in (A_VM, B_VM, "acme-big", "acme-own-image"):
+        for name in (A_VM, B_VM, "acme-big", "acme-own-image", "initech-own-image"):
             onboarded.playbook("delete_vm", "-e", "name=%s" % name, "-e", "ignore_unreachable=true")
-        shutil.rmtree(image_store(onboarded) / "tenants" / "acme", ignore_errors=True)
+        shutil.rmtree(image_store(onboarded) / "tenants", ignore_errors=True)
 
 
 def test_over_quota_is_refused_with_the_numbers_and_makes_nothing(tenants, tmp_path):
@@ -124,3 +125,25 @@ def test_the_owner_stops_starts_and_scales_within_its_quota(tenants, tmp_path):
     grown = play(tenants, tmp_path, "scale_vm", vm=A_VM, vcpus=2, tenant="acme")
     assert grown.rc == 0 and grown.report["scale"]["after"]["vcpus"] == 2, grown
     assert "host" not in grown.report, grown.report
+
+
+def test_a_tenant_boots_its_own_image_which_another_can_neither_boot_nor_see(tenants, tmp_path):
+    source = tmp_path / "mine.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source), "64M"], check=True)
+    image = "mine.image.qcow2"
+    own = image_store(tenants) / "tenants" / "initech" / image
+    submitted = play(tenants, tmp_path, "submit_vm", name="initech-own-image", tenant="initech", image_src=str(source),
+                     image_name=image, **SMALL)
+    assert submitted.rc == 0 and own.is_file(), submitted
+    assert "VM initech-own-image runs from your image %s" % image in submitted.output, submitted
+    assert "initech-own-image" in everywhere(tenants)
+    before = everywhere(tenants)
+    disks = {p.name for p in image_store(tenants).iterdir()}
+    in_pool = "/srv/kvmfleet/images/tenants/initech/%s" % image      # the nodes' kvmfleet_image_dir
+    for asked in (in_pool, "tenants/initech/%s" % image, "tenants/acme/../initech/%s" % image):
+        run = play(tenants, tmp_path, "create_vm", name="acme-own-image", tenant="acme", image=asked, **SMALL)
+        assert "image %s: not found among tenant acme's images and the public ones" % asked in failure(run), run
+    assert everywhere(tenants) == before and {p.name for p in image_store(tenants).iterdir()} == disks
+    mine, theirs = tenant_report(tenants, tmp_path, "initech"), tenant_report(tenants, tmp_path, "acme")
+    assert [entry["name"] for entry in mine["images"]] == [image] and mine["usage"]["images"] == 1, mine
+    assert theirs["images"] == [] and image not in json.dumps(theirs), theirs

@@ -24,6 +24,7 @@ import tempfile
 
 from ansible_collections.kvmfleet.iaas.plugins.module_utils import image_policy as policy
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.errors import CommandFailed, Conflict, ValidationError
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.images import tenant_image_dir
 
 _CHUNK = 1024 * 1024
 
@@ -66,15 +67,18 @@ def read_backing(path):
 class PoolImage:
     """One image name in a pool directory, its record, and the qemu-img runs on its sources."""
 
-    def __init__(self, host, pool_dir, name, max_virtual_gb=policy.DEFAULT_MAX_VIRTUAL_GB):
+    def __init__(self, host, pool_dir, name, max_virtual_gb=policy.DEFAULT_MAX_VIRTUAL_GB, tenant=None):
         self.name = policy.check_image_name(name)
         if not os.path.isdir(pool_dir):
             raise ValidationError("pool directory %s does not exist" % pool_dir, field="pool_dir", value=pool_dir)
         self.host = host
         self.pool_dir = pool_dir
+        # A tenant's images live in its own directory of the pool (tenancy/images.py); the VMs'
+        # disks that use them as backing files stay in the pool itself.
+        self.store_dir = tenant_image_dir(pool_dir, tenant) if tenant is not None else pool_dir
         self.max_virtual_gb = max_virtual_gb
-        self.path = os.path.join(pool_dir, self.name)
-        self.sidecar = os.path.join(pool_dir, policy.sidecar_name(self.name))
+        self.path = os.path.join(self.store_dir, self.name)
+        self.sidecar = os.path.join(self.store_dir, policy.sidecar_name(self.name))
 
     # ---- reading
 
@@ -93,16 +97,18 @@ class PoolImage:
         return os.stat(self.path).st_blocks * 512
 
     def backing_users(self):
-        """Files of the pool whose qcow2 header names this image as backing file."""
+        """Files of the pool (and of the image's own directory) whose qcow2 header names this
+        image as backing file."""
         target = os.path.realpath(self.path)
         users = []
-        for entry in sorted(os.listdir(self.pool_dir)):
-            candidate = os.path.join(self.pool_dir, entry)
-            if candidate == self.path or not os.path.isfile(candidate):
-                continue
-            backing = read_backing(candidate)
-            if backing and os.path.realpath(os.path.join(self.pool_dir, backing)) == target:
-                users.append(candidate)
+        for directory in sorted(set([self.pool_dir, self.store_dir])):
+            for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+                candidate = os.path.join(directory, entry)
+                if candidate == self.path or not os.path.isfile(candidate):
+                    continue
+                backing = read_backing(candidate)
+                if backing and os.path.realpath(os.path.join(directory, backing)) == target:
+                    users.append(candidate)
         return users
 
     def inspect(self, src, declared):
@@ -120,6 +126,8 @@ class PoolImage:
 
     def import_from(self, src, facts, record):
         """Convert into a temporary file of the pool, verify it, then link image and record into place."""
+        if not os.path.isdir(self.store_dir):
+            os.makedirs(self.store_dir, 0o755)    # a tenant's first image; qemu reads it as another user
         tmp = self._temp_file(".kvmfleet-tmp")
         tmp_record = None
         linked = False
@@ -154,7 +162,7 @@ class PoolImage:
     # ---- qemu-img and files
 
     def _temp_file(self, suffix):
-        fd, path = tempfile.mkstemp(prefix=".%s." % self.name, suffix=suffix, dir=self.pool_dir)
+        fd, path = tempfile.mkstemp(prefix=".%s." % self.name, suffix=suffix, dir=self.store_dir)
         os.close(fd)
         return path
 

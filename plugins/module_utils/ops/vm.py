@@ -25,6 +25,7 @@ from ansible_collections.kvmfleet.iaas.plugins.module_utils.ops.seed import Seed
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.vmspec import validate_vm_request
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.diff import diff_domain
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import build_domain_xml, domain_facts, parse_domain, pretty
+from ansible_collections.kvmfleet.iaas.plugins.module_utils.tenancy.images import check_tenant_image_path
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.metadata import with_seed_digest
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.spec import seed_of
 
@@ -63,6 +64,12 @@ class VmOps:
                                   % (pool_name, virt.hostname()), field="pool", value=pool_name)
         pool_dir = virt.pool_dir(pool)
         host = virt.host_info()
+        if domain_options.get("tenant") is not None and request.get("image") is not None:
+            # The controller resolved the tenant's image; its real path, through symlinks, is
+            # checked again where the file is, before its existence is: never another tenant's.
+            image = request["image"]
+            check_tenant_image_path(os.path.realpath(pool_dir), os.path.realpath(os.path.join(pool_dir, image)),
+                                    domain_options["tenant"], shown=image)
         spec = validate_vm_request(request, host_max_vcpus=host["cpus"], host_memory_mb=host["memory_mb"],
                                    pool_dir=pool_dir)
         disk_name = vmplan.volume_name(spec.name)

@@ -191,3 +191,25 @@ def visible_vms(facts_by_host, tenant):
 def full_quota(quota):
     """Every resource of ``quota``, None for unlimited (as reports show it)."""
     return dict((name, quota.get(name)) for name in RESOURCE_NAMES)
+
+
+def image_demand(size_bytes):
+    """What one new image counts against a quota: one image, its size in whole GiB (rounded up)."""
+    size = int(size_bytes or 0)
+    if size < 0:
+        raise ValidationError("an image's size cannot be negative, got %d" % size, field="size_bytes", value=size)
+    return dict(images=1, image_gb=-(-size // (1 << 30)))
+
+
+def check_image_quota(tenant, quota, listing, name, size_bytes):
+    """Refuse a new image ``name`` of ``size_bytes`` that would pass ``tenant``'s quota (images,
+    image_gb) over ``listing`` (image_listing); an image of that name the tenant has already
+    counts nothing new (a re-run). Returns {used, asked, after}."""
+    used = usage({}, tenant, listing)
+    if any(entry.get("tenant") == tenant and entry.get("name") == name for entry in listing or ()):
+        asked = dict(images=0, image_gb=0)
+    else:
+        asked = image_demand(size_bytes)
+    after = check_request(tenant, quota, used, asked)
+    return dict(used=dict(images=used["images"], image_gb=used["image_gb"]), asked=asked,
+                after=dict(images=after["images"], image_gb=after["image_gb"]))

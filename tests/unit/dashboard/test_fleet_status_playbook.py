@@ -101,7 +101,7 @@ def test_fleet_status_report_without_hypervisors(tmp_path):
 # ---------------------------------------------------------------- -e tenant=NAME (docs/tenancy.md)
 
 TENANTS = {"kvmfleet_tenants": {"acme": {"quota": {"vcpus": 8, "vms": 3}}, "initech": {}},
-           "kvmfleet_tenant_default_quota": {"memory_mb": 4096}}
+           "kvmfleet_tenant_default_quota": {"memory_mb": 4096}, "kvmfleet_public_images": ["debian.qcow2"]}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,11 @@ def tenant_fleet(tmp_path_factory):
                 "<memory unit='MiB'>512</memory><vcpu>%d</vcpu><os><type>hvm</type></os><devices>"
                 "<disk type='file' device='disk'><source file='%s'/><target dev='vda' bus='virtio'/></disk>"
                 "</devices></domain>" % (name, ns, owner, vcpus, images / (name + ".qcow2")))
+    for tenant, image, size in (("acme", "shop.image.qcow2", 3 << 29), ("initech", "secret.image.qcow2", 1)):
+        (images / "tenants" / tenant).mkdir(parents=True)
+        with open(str(images / "tenants" / tenant / image), "wb") as handle:
+            handle.truncate(size)     # sparse: the listing reads the file's size
+    (images / "tenants" / "acme" / "shop.image.qcow2.kvmfleet.json").write_text("{}")
     node = tmp_path / "node.xml"
     node.write_text("<node>%s</node>" % "".join(
         domain(*args) for args in (("a-web1", "acme", 2), ("a-db1", "acme", 1), ("i-web1", "initech", 4), ("ops1", None, 1))))
@@ -144,16 +149,18 @@ def test_the_operator_sees_every_vm_with_its_owner(tenant_fleet):
 
 def test_a_tenant_sees_its_vms_usage_and_quota_and_nothing_of_the_hosts(tenant_fleet):
     _operator, acme, _output, images = tenant_fleet
-    assert set(acme) == {"generated", "tenant", "complete", "vms", "images", "usage", "quota"}
+    assert set(acme) == {"generated", "tenant", "complete", "vms", "images", "public_images", "usage", "quota"}
     assert acme["tenant"] == "acme" and acme["complete"] is False          # hvdead could not be read
     assert [vm["name"] for vm in acme["vms"]] == ["a-db1", "a-web1"]
     assert all(vm["tenant"] == "acme" and "host" not in vm for vm in acme["vms"])
     # disk_gb: the test driver makes up each disk's capacity
     assert acme["usage"] == {"vcpus": 3, "memory_mb": 1024, "disk_gb": sum(vm["disk_gb"] for vm in acme["vms"]), "vms": 2,
-                             "images": 0, "image_gb": 0}
+                             "images": 1, "image_gb": 2}      # 1.5 GiB counts as 2
+    assert acme["images"] == [{"name": "shop.image.qcow2", "size_gb": 2}]   # its own only, no record, no path
+    assert acme["public_images"] == ["debian.qcow2"]
     assert acme["quota"] == {"vcpus": 8, "memory_mb": 4096, "disk_gb": None, "vms": 3, "images": None, "image_gb": None}
     text = json.dumps(acme)
-    for secret in ("hvlocal", "hvdead", "127.0.0.1", str(images), "i-web1", "ops1", "initech", "managed"):
+    for secret in ("hvlocal", "hvdead", "127.0.0.1", str(images), "i-web1", "ops1", "initech", "managed", "secret"):
         assert secret not in text, secret
 
 

@@ -54,6 +54,12 @@ CASES = [
                        ignore_unreachable=True),
      "host is not for a tenant's request: the fleet picks the host; ignore_unreachable is not for a tenant's "
      "request: a tenant's usage is counted over the whole fleet, so every hypervisor must be read"),
+    ("create_vm", dict(name="web1", vcpus=1, memory_mb=128, disk_gb=1, tenant="acme", kernel="/srv/kvmfleet/images/x"),
+     "kernel is not for a tenant's request: the kernel a VM boots is the operator's (kvmfleet_vm_defaults)"),
+    ("submit_vm", dict(name="web1", image_src="/etc/hostname", vcpus=1, tenant="globex"),
+     "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),
+    ("submit_vm", dict(name="web1", image_src="/etc/hostname", vcpus=1, tenant="acme", host="hvdead"),
+     "host is not for a tenant's request: the fleet picks the host"),
     ("migrate_vm", dict(vm="web1", tenant="acme", target="hvdead"),
      "target is not for a tenant's request: the fleet picks the host"),
     ("delete_vm", dict(name="web1", tenant="globex"), "tenant='globex': no such tenant (declare it in kvmfleet_tenants)"),

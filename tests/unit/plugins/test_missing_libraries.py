@@ -69,6 +69,8 @@ FILTERS = [
     ("fleet", "migration_uri", ["node1", FLEET], {}, set()),
     ("fleet", "peer_names", ["node1", FLEET], {}, set()),
     ("fleet", "tenant_fleet_status", [FLEET, "acme", ["node1"]], {"tenants": {"acme": {}}}, set()),
+    ("fleet", "tenant_image_quota", ["acme", "shop.image.qcow2", 1, "/srv/kvmfleet/images", []],
+     {"tenants": {"acme": {}}}, set()),
 ]
 
 PROBE = r'''

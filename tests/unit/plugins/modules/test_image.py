@@ -296,3 +296,32 @@ def test_documentation_covers_every_option():
     returned = yaml.safe_load(image.RETURN)
     for key, entry in list(returned.items()) + list(returned["image"]["contains"].items()):
         assert {"description", "returned", "type"} <= set(entry), key
+
+
+# ---------------------------------------------------------------- a tenant's image (docs/tenancy.md)
+
+def test_a_tenants_image_goes_into_its_own_directory_made_on_first_use(pool, src, run_module):
+    checked = run_module(image, dict(args(pool, src, tenant="acme"), _ansible_check_mode=True))
+    assert checked["changed"] is True and listing(pool) == []        # check mode makes not even the directory
+    result = run_module(image, args(pool, src, tenant="acme"))
+    own = pool / "tenants" / "acme"
+    assert result["changed"] is True and result["image"]["path"] == str(own / NAME)
+    assert listing(own) == [NAME, NAME + ".kvmfleet.json"] and listing(pool) == ["tenants"]
+    again = run_module(image, args(pool, src, tenant="acme"))
+    assert again["changed"] is False
+    # the operator's image of the same name is another image
+    assert run_module(image, args(pool, src))["changed"] is True and (pool / NAME).exists()
+
+
+def test_a_tenants_image_that_a_vm_disk_in_the_pool_builds_on_is_not_removed(pool, src, run_module):
+    run_module(image, args(pool, src, tenant="acme"))
+    backing = str(pool / "tenants" / "acme" / NAME)
+    make(pool / "vm1.qcow2", "qcow2", "64M", "-b", backing, "-F", "qcow2")   # the VM's disk, in the pool itself
+    result = run_module(image, args(pool, state="absent", tenant="acme"))
+    assert result["failed"] is True and "backing file of %s" % (pool / "vm1.qcow2") in result["msg"]
+    assert os.path.exists(backing)
+
+
+def test_a_tenant_name_that_is_not_a_label_is_refused(pool, src, run_module):
+    result = run_module(image, args(pool, src, tenant="../initech"))
+    assert result["failed"] is True and "tenant" in result["msg"] and listing(pool) == []

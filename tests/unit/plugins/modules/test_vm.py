@@ -225,3 +225,14 @@ def test_start_or_stop_of_a_vm_that_is_not_there_says_how_to_create_it(conn, run
     assert names(conn) == ["test"] and volumes(conn) == []
     present = run_module(vm, dict(name="web1", uri=URI, state="present"))
     assert present["failed"] is True and "vcpus" in present["msg"] and names(conn) == ["test"]
+
+
+@pytest.mark.parametrize("image", ["/default-pool/tenants/initech/shop.image.qcow2",
+                                   "tenants/initech/shop.image.qcow2",
+                                   "tenants/acme/../initech/shop.image.qcow2"])
+def test_a_tenant_cannot_boot_another_tenants_image_on_the_host(conn, run_module, image):
+    """The host's own check, behind the controller's: the same "not found" whether the file exists or not."""
+    result = run_module(vm, dict(BASE, tenant="acme", image=image))
+    assert result["failed"] is True
+    assert result["msg"] == "image %s: not found among tenant acme's images and the public ones" % image
+    assert names(conn) == ["test"] and volumes(conn) == []
