@@ -334,7 +334,7 @@ def write_known_hosts(state):
     known.write_text("\n".join(lines) + "\n")
 
 
-def write_inventory(state, key, guest):
+def write_inventory(state, key, guest, debian):
     known = STATE / "ssh" / "known_hosts"
     nodes = sorted(state["nodes"].items(), key=lambda kv: kv[1]["index"])
     first = nodes[0][0]
@@ -364,6 +364,16 @@ def write_inventory(state, key, guest):
            "      kernel: %s" % guest["vmlinuz"],
            "      initrd: %s" % guest["initrd.img"],
            "      cmdline: console=ttyS0 loglevel=4",
+           "    # The Debian cloud guest (lab/guest_debian): cloud-init from the VM's seed, sshd, guest",
+           "    # agent; user debian with the seed's keys, host keys on the console (docs/lab-guest.md).",
+           "    kvmfleet_lab_debian:",
+           "      image: %s" % debian["base.qcow2"],
+           "      kernel: %s" % debian["vmlinuz"],
+           "      initrd: %s" % debian["initrd.img"],
+           "      cmdline: %s" % debian["info"]["cmdline"],
+           "      user: %s" % debian["info"]["defaults"]["default_user"],
+           "      disk_gb: %d" % -(-debian["info"]["base_image_virtual_size"] // 1024 ** 3),
+           "      memory_mb: %d" % debian["info"]["defaults"]["memory_mib"],
            "    # create_vm.yml boots the lab guest unless a request says otherwise.",
            "    kvmfleet_vm_defaults:",
            "      image: %s" % guest["base.qcow2"],
@@ -409,25 +419,35 @@ def write_inventory(state, key, guest):
     INVENTORY.write_text("\n".join(out) + "\n")
 
 
-GUEST_CACHE = CACHE / "guest"
-GUEST_NAME = "lab-guest"
+# The lab's guests: (builder, cache directory, name in the image store). The busybox guest
+# (lab/guest) serves the load and migration tests; the Debian cloud guest (lab/guest_debian:
+# cloud-init, sshd, guest agent) the tests where a customer logs in.
+GUESTS = {
+    "busybox": (REPO / "lab" / "guest" / "build.py", CACHE / "guest", "lab-guest"),
+    "debian": (REPO / "lab" / "guest_debian" / "build.py", CACHE / "debian", "lab-debian"),
+}
 
 
-def publish_guest(shared):
-    """Build the lab guest (cached) and put it in the shared image store the nodes see.
+def publish_guest(shared, kind="busybox"):
+    """Build a lab guest (cached) and put it in the shared image store the nodes see.
 
     The base image sits at the top of the store, so it is a volume of the nodes' storage pool;
-    kernel and initrd go to boot/. Returns the paths as the nodes see them.
+    kernel and initrd go to boot/. A file already there with the cache's size and no older
+    mtime is kept, so a warm `up` copies nothing. Returns the paths as the nodes see them, and
+    the build's guest.json under "info".
     """
-    run([sys.executable, str(REPO / "lab" / "guest" / "build.py"), "--out", str(GUEST_CACHE)],
-        stdout=subprocess.DEVNULL)
+    builder, cache, name = GUESTS[kind]
+    t0 = time.time()
+    run([sys.executable, str(builder), "--out", str(cache)], stdout=subprocess.DEVNULL)
+    if time.time() - t0 > 10:
+        log("%s guest built in %.0f s (cached in %s)" % (kind, time.time() - t0, cache))
     boot = shared / "boot"
     boot.mkdir(exist_ok=True)
     placed = {}
-    for src, rel in (("base.qcow2", GUEST_NAME + ".qcow2"), ("vmlinuz", "boot/%s.vmlinuz" % GUEST_NAME),
-                     ("initrd.img", "boot/%s.initrd" % GUEST_NAME)):
+    for src, rel in (("base.qcow2", name + ".qcow2"), ("vmlinuz", "boot/%s.vmlinuz" % name),
+                     ("initrd.img", "boot/%s.initrd" % name)):
         dest = shared / rel
-        source = GUEST_CACHE / src
+        source = cache / src
         if not dest.exists() or dest.stat().st_size != source.stat().st_size \
                 or dest.stat().st_mtime < source.stat().st_mtime:
             tmp = dest.with_name(dest.name + ".tmp")
@@ -435,6 +455,7 @@ def publish_guest(shared):
             os.chmod(tmp, 0o644)
             tmp.replace(dest)
         placed[src] = "%s/%s" % (SHARED_IMAGES, rel)
+    placed["info"] = json.loads((cache / "guest.json").read_text())
     return placed
 
 
@@ -457,6 +478,7 @@ def cmd_up(args):
     shared = STATE / "shared" / "images"
     shared.mkdir(parents=True, exist_ok=True)
     guest = publish_guest(shared)
+    debian = publish_guest(shared, "debian")
     started = []
     for index, name in enumerate(wanted, start=1):
         info = state["nodes"].get(name, {})
@@ -479,7 +501,7 @@ def cmd_up(args):
         status = res.stdout.strip()
         if status not in ("running", "degraded"):
             raise SystemExit("kvmlab: %s booted to state %r: %s" % (name, status, res.stderr))
-    write_inventory(state, key, guest)
+    write_inventory(state, key, guest, debian)
     log("up: %s (started %s) in %.1f s; inventory %s"
         % (", ".join(wanted), ", ".join(started) or "none", time.time() - t0, INVENTORY))
 
