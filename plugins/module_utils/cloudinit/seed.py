@@ -110,7 +110,9 @@ def network_config(mac, ip, network, gateway=None, nameservers=()):
         gw = parse_ip(gateway, "gateway")
         if gw not in net:
             _fail("gateway", "%s is not in the VM network %s" % (gw, net))
-        ethernet["routes"] = [{"to": "default", "via": str(gw)}]
+        # 0.0.0.0/0, not netplan's "default": cloud-init before 23.x (Debian 12 has 22.4) fails its
+        # whole init-local stage on "Address default is not a valid ip network".
+        ethernet["routes"] = [{"to": "0.0.0.0/0", "via": str(gw)}]
     servers = [str(parse_ip(server, "nameservers")) for server in (nameservers or ())]
     if servers:
         ethernet["nameservers"] = {"addresses": servers}

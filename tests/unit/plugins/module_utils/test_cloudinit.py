@@ -147,7 +147,7 @@ def test_network_config_for_a_fixed_address():
     config = S.network_config("52:54:00:AA:BB:CC", "192.0.2.51", "192.0.2.0/24", "192.0.2.1", ["192.0.2.1"])
     assert config == {"version": 2, "ethernets": {"eth0": {
         "match": {"macaddress": "52:54:00:aa:bb:cc"}, "set-name": "eth0", "addresses": ["192.0.2.51/24"],
-        "dhcp4": False, "routes": [{"to": "default", "via": "192.0.2.1"}],
+        "dhcp4": False, "routes": [{"to": "0.0.0.0/0", "via": "192.0.2.1"}],
         "nameservers": {"addresses": ["192.0.2.1"]}}}}
     docs = S.SeedDocuments("web1", network=config)
     assert json.loads(docs.files()["network-config"]) == config
