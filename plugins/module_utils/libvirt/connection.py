@@ -5,7 +5,8 @@
 
 The connection itself (open, close, call) is here; its calls come from one mixin per concern:
 host.py, storage.py, domains.py, migration.py, resize.py. They use only ``self.call``,
-``self.conn``, ``self.uri`` and ``self._change_timeout()``.
+``self.conn``, ``self.uri``, ``self._change_timeout()`` and
+``self.agent_domain()``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -56,6 +57,8 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
         self.readonly = readonly
         self._conn = None
         self._broken = None
+        self._agent_conn = None
+        self._agent_unavailable = None
 
     def __enter__(self):
         self.open()
@@ -91,7 +94,35 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
         self._broken = None
         return self
 
+    def agent_domain(self, dom):
+        """``dom`` on a connection that may talk to its guest agent, or None when there is none.
+
+        libvirt refuses guest agent queries (addresses, hostname) on a read-only connection:
+        the agent is guest-controlled. A read-only connection keeps every other call read-only
+        and opens a full one, once and only when an agent is to be asked.
+        """
+        if not self.readonly:
+            return dom
+        if self._agent_conn is None and self._agent_unavailable is None:
+            try:
+                self._agent_conn = call_with_deadline(libvirt.open, (self.uri,), timeout=self.timeout,
+                                                      description="connecting to %s for the guest agent" % self.uri,
+                                                      on_abandoned=_close_quietly)
+            except VirtTimeout as err:
+                self._agent_unavailable = str(err)
+            except libvirt.libvirtError as err:
+                self._agent_unavailable = str(map_libvirt_error(err, uri=self.uri, operation="open"))
+        if self._agent_conn is None:
+            return None
+        return self.call(self._agent_conn.lookupByUUIDString, dom.UUIDString(), domain=dom.name())
+
     def close(self):
+        agent_conn, self._agent_conn = self._agent_conn, None
+        if agent_conn is not None:
+            try:
+                call_with_deadline(agent_conn.close, timeout=min(self.timeout or 5.0, 5.0))
+            except Exception:
+                pass
         conn, self._conn = self._conn, None
         if conn is None or self._broken:
             return  # a hung connection's close would hang too; the process exit drops it

@@ -141,8 +141,10 @@ class DomainCalls:
         for source, label in sources:
             found = []
             with nonfatal():
-                found = addresses_from_interfaces(self.call(dom.interfaceAddresses, source, domain=dom.name(),
-                                                            timeout=AGENT_TIMEOUT if label == "agent" else None))
+                target = self.agent_domain(dom) if label == "agent" else dom
+                if target is not None:
+                    found = addresses_from_interfaces(self.call(target.interfaceAddresses, source, domain=dom.name(),
+                                                                timeout=AGENT_TIMEOUT if label == "agent" else None))
             if found:
                 return found, label
         return [], None
@@ -150,7 +152,9 @@ class DomainCalls:
     def guest_hostname(self, dom):
         """The hostname the guest agent reports, or None (no agent, no answer in time)."""
         with nonfatal():
-            return self.call(dom.hostname, _HOSTNAME_FROM_AGENT, domain=dom.name(), timeout=AGENT_TIMEOUT) or None
+            target = self.agent_domain(dom)
+            if target is not None:
+                return self.call(target.hostname, _HOSTNAME_FROM_AGENT, domain=dom.name(), timeout=AGENT_TIMEOUT) or None
         return None
 
     def domain_stats(self, doms=None, flags=DOMAIN_STATS_FLAGS):

@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+libvirt = pytest.importorskip("libvirt")
+
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import domains
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
@@ -62,3 +64,19 @@ def test_a_silent_agent_costs_one_short_timeout_then_the_leases_answer(monkeypat
     assert virt.guest_hostname(dom) is None
     assert time.monotonic() - started < 2.0
     assert not virt._broken          # a domain's silence is not the connection's
+
+
+def test_a_read_only_connection_asks_the_agent_over_a_full_one_and_keeps_its_own_calls_read_only():
+    # libvirt refuses agent queries on a read-only connection (vm_info and hypervisor_info open
+    # one): seen on the lab as a connected agent whose addresses never showed up.
+    with VirtConnection("test:///default", readonly=True) as virt:
+        dom = virt.lookup_domain("test")
+        assert virt.interface_addresses(dom, agent=True) == (["192.168.122.3"], "agent")
+        assert virt._agent_conn is not None and virt._agent_conn is not virt.conn
+        assert virt.agent_domain(dom).UUIDString() == dom.UUIDString()
+        with pytest.raises(libvirt.libvirtError, match="read only"):
+            dom.setAutostart(1)               # the module's own connection stays read-only
+    assert virt._agent_conn is None          # closed with the connection
+    with VirtConnection("test:///default") as virt:
+        dom = virt.lookup_domain("test")
+        assert virt.agent_domain(dom) is dom and virt._agent_conn is None
