@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-libvirt = pytest.importorskip("libvirt")
-
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt import domains
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.libvirt.connection import VirtConnection
 from ansible_collections.kvmfleet.iaas.plugins.module_utils.xml.domain import parse_domain_xml
+
+libvirt = pytest.importorskip("libvirt")
 
 CHANNEL = ("<domain><name>web1</name><devices><channel type='unix'><target type='virtio' "
            "name='org.qemu.guest_agent.0' %s/></channel></devices></domain>")
