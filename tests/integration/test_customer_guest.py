@@ -171,7 +171,7 @@ def test_the_guest_configured_the_reserved_address_and_the_agent_reports_it(gues
     assert addresses == [ip_interface("%s/%d" % (guest.ip, net.prefixlen))], shown
     assert "dynamic" not in shown, shown          # configured from the seed, not leased
     facts = guest.lab.ansible(guest.host, "kvmfleet.iaas.vm_info", "name=%s" % NAME).stdout
-    vm = json.loads(facts.split("=>", 1)[1])["vms"][0]
+    vm = yaml.safe_load(facts.split("=>", 1)[1])["vms"][0]      # ansible.cfg: YAML results
     assert [a for a in vm["addresses"] if ":" not in a] == [guest.ip], vm
     assert vm["guest"]["address_source"] == "agent", vm
     assert vm["guest"]["hostname"] == NAME, vm
