@@ -58,7 +58,8 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
         self._conn = None
         self._broken = None
         self._agent_conn = None
-        self._agent_unavailable = None
+        self._agent_refused = False
+        self._agent_domains = {}
 
     def __enter__(self):
         self.open()
@@ -75,15 +76,12 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
             raise ConnectionFailed("not connected to libvirt at %s" % self.uri, uri=self.uri)
         return self._conn
 
-    def open(self):
-        if not HAS_LIBVIRT:
-            raise VirtError("libvirt-python is not installed", uri=self.uri)
-        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
-        opener = libvirt.openReadOnly if self.readonly else libvirt.open
+    def _connect(self, opener, purpose=""):
+        """A new virConnect from ``opener`` (libvirt.open or openReadOnly), typed errors."""
         try:
-            self._conn = call_with_deadline(opener, (self.uri,), timeout=self.timeout,
-                                            description="connecting to %s" % self.uri,
-                                            on_abandoned=_close_quietly)
+            return call_with_deadline(opener, (self.uri,), timeout=self.timeout,
+                                      description="connecting to %s%s" % (self.uri, purpose),
+                                      on_abandoned=_close_quietly)
         except VirtTimeout as err:
             raise VirtTimeout("cannot connect to libvirt at %s: %s" % (self.uri, err), uri=self.uri,
                               timeout=self.timeout)
@@ -91,6 +89,12 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
             # whatever went wrong, the host is not reachable
             mapped = map_libvirt_error(err, uri=self.uri, operation="open")
             raise ConnectionFailed("cannot connect to libvirt at %s: %s" % (self.uri, mapped), **mapped.details)
+
+    def open(self):
+        if not HAS_LIBVIRT:
+            raise VirtError("libvirt-python is not installed", uri=self.uri)
+        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+        self._conn = self._connect(libvirt.openReadOnly if self.readonly else libvirt.open)
         self._broken = None
         return self
 
@@ -99,37 +103,38 @@ class VirtConnection(HostCalls, StorageCalls, DomainCalls, MigrationCalls, Resiz
 
         libvirt refuses guest agent queries (addresses, hostname) on a read-only connection:
         the agent is guest-controlled. A read-only connection keeps every other call read-only
-        and opens a full one, once and only when an agent is to be asked.
+        and opens a full one, once and only when an agent is to be asked; if that is refused
+        (a user with read-only access), agents are not asked and the leases answer.
         """
         if not self.readonly:
             return dom
-        if self._agent_conn is None and self._agent_unavailable is None:
+        if self._agent_conn is None and not self._agent_refused:
             try:
-                self._agent_conn = call_with_deadline(libvirt.open, (self.uri,), timeout=self.timeout,
-                                                      description="connecting to %s for the guest agent" % self.uri,
-                                                      on_abandoned=_close_quietly)
-            except VirtTimeout as err:
-                self._agent_unavailable = str(err)
-            except libvirt.libvirtError as err:
-                self._agent_unavailable = str(map_libvirt_error(err, uri=self.uri, operation="open"))
+                self._agent_conn = self._connect(libvirt.open, " for the guest agent")
+            except (VirtTimeout, ConnectionFailed):
+                self._agent_refused = True
         if self._agent_conn is None:
             return None
-        return self.call(self._agent_conn.lookupByUUIDString, dom.UUIDString(), domain=dom.name())
+        uuid = dom.UUIDString()
+        if uuid not in self._agent_domains:     # addresses and hostname: one lookup per domain
+            self._agent_domains[uuid] = self.call(self._agent_conn.lookupByUUIDString, uuid, domain=dom.name())
+        return self._agent_domains[uuid]
 
-    def close(self):
-        agent_conn, self._agent_conn = self._agent_conn, None
-        if agent_conn is not None:
-            try:
-                call_with_deadline(agent_conn.close, timeout=min(self.timeout or 5.0, 5.0))
-            except Exception:
-                pass
-        conn, self._conn = self._conn, None
-        if conn is None or self._broken:
-            return  # a hung connection's close would hang too; the process exit drops it
+    def _close_with_deadline(self, conn):
         try:
             call_with_deadline(conn.close, timeout=min(self.timeout or 5.0, 5.0))
         except Exception:
             pass
+
+    def close(self):
+        agent_conn, self._agent_conn = self._agent_conn, None
+        self._agent_domains = {}
+        if agent_conn is not None:
+            self._close_with_deadline(agent_conn)
+        conn, self._conn = self._conn, None
+        if conn is None or self._broken:
+            return  # a hung connection's close would hang too; the process exit drops it
+        self._close_with_deadline(conn)
 
     def call(self, func, *args, timeout=None, domain=None):
         """``func(*args)`` under the deadline (``timeout`` or the connection's), errors typed.

@@ -80,3 +80,17 @@ def test_a_read_only_connection_asks_the_agent_over_a_full_one_and_keeps_its_own
     with VirtConnection("test:///default") as virt:
         dom = virt.lookup_domain("test")
         assert virt.agent_domain(dom) is dom and virt._agent_conn is None
+
+
+def test_a_refused_full_connection_is_tried_once_and_the_leases_answer(monkeypatch):
+    opened = []
+
+    def refuse(uri):
+        opened.append(uri)
+        raise libvirt.libvirtError("authentication failed: access denied")
+    with VirtConnection("test:///default", readonly=True) as virt:
+        monkeypatch.setattr(libvirt, "open", refuse)
+        dom = virt.lookup_domain("test")
+        assert virt.interface_addresses(dom, agent=True) == (["192.168.122.3"], "lease")
+        assert virt.guest_hostname(dom) is None
+        assert opened == ["test:///default"]      # not once per question
